@@ -1,0 +1,49 @@
+"""Atomic file writes (SECURITY.md item 20): temp file in the same folder, fsync, rename.
+
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> atomic_write_text(os.path.join(d, "a.txt"), "hello")
+>>> open(os.path.join(d, "a.txt")).read()
+'hello'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text"]
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", **kwargs) -> Iterator[IO]:
+    """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
+
+    On an exception the temp file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_writer(path, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
+    with atomic_writer(path, "w", encoding=encoding) as fh:
+        fh.write(text)
