@@ -35,6 +35,7 @@ __all__ = [
     "OcrOptions",
     "FacesOptions",
     "ClassifyOptions",
+    "EmbedOptions",
     "AnalyzeConfig",
     "pixsight_home",
     "cache_dir",
@@ -71,6 +72,11 @@ class ClassifyOptions:
 
 
 @dataclass(frozen=True)
+class EmbedOptions:
+    model: str = "efficientnet-lite0-embed"
+
+
+@dataclass(frozen=True)
 class OcrOptions:
     model: str = "pixsight-ocr"  # the combined pipeline; or rapidocr-ppocrv6 / tesseract-eng
     engine: str = "auto"
@@ -94,9 +100,11 @@ class AnalyzeConfig:
     limits: ImageLimits = field(default_factory=ImageLimits)
     review: ReviewThresholds = field(default_factory=ReviewThresholds)
     classify: ClassifyOptions = field(default_factory=ClassifyOptions)
+    embed: EmbedOptions = field(default_factory=EmbedOptions)
     ocr: OcrOptions = field(default_factory=OcrOptions)
     faces: FacesOptions = field(default_factory=FacesOptions)
     with_vectors: bool = False
+    parallel_stages: bool = True  # run the task stages of one batch concurrently
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

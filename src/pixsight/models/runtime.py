@@ -24,12 +24,18 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def create_session(path: str | os.PathLike[str], *, threads: int | None = None):
+def create_session(path: str | os.PathLike[str], *, threads: int | None = None, check_external_data: bool = True):
     """Open an ONNX model for CPU inference.
+
+    ``check_external_data`` (default on) first runs
+    :func:`~pixsight.models.onnx_check.check_onnx_file`, refusing external data that
+    points outside the model's folder (SECURITY.md item 8). Only files pixsight wrote
+    itself may skip it.
 
     Raises:
         ModelUnavailableError: onnxruntime is not installed.
-        WeightsError: the file is missing or not a valid ONNX model.
+        WeightsError: the file is missing, not a valid ONNX model, or its external data
+            escapes the model's folder.
     """
     try:
         import onnxruntime as ort
@@ -38,6 +44,10 @@ def create_session(path: str | os.PathLike[str], *, threads: int | None = None):
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"ONNX model file not found: {p}")
+    if check_external_data:
+        from .onnx_check import check_onnx_file
+
+        check_onnx_file(p)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or default_threads()
     opts.inter_op_num_threads = 1

@@ -11,13 +11,17 @@ Nothing here touches the network. :func:`resolve_source` finds a local file or r
 from __future__ import annotations
 
 import importlib.metadata
+import re
+import urllib.parse
 from pathlib import Path
 
 from ..core.config import cache_dir
 from ..core.errors import WeightsError
 from .spec import ModelSpec, WeightsSource
 
-__all__ = ["package_file", "models_cache_dir", "resolve_source", "resolve_weights", "local_path"]
+__all__ = ["package_file", "models_cache_dir", "resolve_source", "resolve_weights", "local_path", "url_filename"]
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def models_cache_dir() -> Path:
@@ -56,8 +60,25 @@ def local_path(source: WeightsSource) -> Path | None:
     if source.kind == "path":
         return Path(source.location).expanduser()
     if source.kind == "url":
-        return models_cache_dir() / "downloads" / source.sha256 / Path(source.location.split("?")[0]).name  # type: ignore[operator]
+        sha = (source.sha256 or "").lower()
+        if not _SHA256.match(sha):
+            return None  # a malformed checksum never names a folder
+        return models_cache_dir() / "downloads" / sha / url_filename(source.location)
     return None
+
+
+def url_filename(url: str) -> str:
+    """A safe file name for a download: the URL path's last part, never ``..`` or empty.
+
+    >>> url_filename("https://example.org/m/model.onnx?x=1")
+    'model.onnx'
+    >>> url_filename("https://example.org/m/..")
+    'weights'
+    """
+    name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+    if name in ("", ".", "..") or "\\" in name or "\x00" in name:
+        return "weights"
+    return name
 
 
 def resolve_source(source: WeightsSource, *, model: str = "") -> Path:

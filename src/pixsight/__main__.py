@@ -1,0 +1,5 @@
+import sys
+
+from pixsight.cli.main import main
+
+sys.exit(main())
