@@ -151,7 +151,8 @@ def _draw_faces(p: _Painter, faces: Faces) -> None:
                     p.dot(float(x), float(y), _LANDMARK)
         who = names[i] if names is not None and names[i] else None
         text = _clean_text(f"{who} {faces.scores[i]:.2f}" if who else f"face {faces.scores[i]:.2f}")
-        p.label(text, float(faces.boxes[i][0]), float(faces.boxes[i][1]), colour=_FACE,
+        # Anchor the plate just above the stroke so it never hides the box's top edge.
+        p.label(text, float(faces.boxes[i][0]), float(faces.boxes[i][1]) - p.lw - p.halo, colour=_FACE,
                 size=max(11, round(p.font_px * 0.8)))
 
 
@@ -166,7 +167,7 @@ def _draw_ocr(p: _Painter, lines: TextLines) -> None:
         size = min(p.font_px, round((max(ys) - min(ys)) * 0.7))
         text = _clean_text(text)
         if size >= 9 and text:  # below ~9 px the label would be unreadable clutter
-            p.label(text, min(x for x, _ in pts), min(ys), colour=_OCR, size=size)
+            p.label(text, min(x for x, _ in pts), min(ys) - p.lw - p.halo, colour=_OCR, size=size)
 
 
 def _draw_banners(p: _Painter, analysis: Analysis) -> None:

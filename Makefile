@@ -1,0 +1,51 @@
+# pixsight: `make demo` and `make test` set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIXSIGHT := $(VENV)/bin/pixsight
+STAMP := $(VENV)/.pixsight-installed
+OUT := out
+# Tesseract is an optional second OCR engine from Debian; without it OCR uses RapidOCR only.
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng
+
+.PHONY: setup demo test test-fast bench examples clean system-deps
+
+setup: $(STAMP)
+
+system-deps:
+	@if ! command -v tesseract >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $(APT_PACKAGES) (optional OCR engine)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null) \
+	      || echo "warning: could not install tesseract; OCR will use RapidOCR only"; \
+	  else echo "note: tesseract not found (sudo apt-get install $(APT_PACKAGES) adds the second OCR engine)"; fi; \
+	fi
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(MAKE) system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[models,torch,dev]'
+	touch $(STAMP)
+
+examples: setup
+	$(PY) examples/make_examples.py examples/generated
+
+demo: setup examples
+	rm -rf $(OUT)/demo && mkdir -p $(OUT)/demo
+	$(PIXSIGHT) analyze examples/generated --db $(OUT)/demo/catalog.sqlite --jsonl $(OUT)/demo/results.jsonl \
+	  --annotate $(OUT)/demo/overlays --report $(OUT)/demo/report.html
+	@echo "open $(OUT)/demo/report.html to see what pixsight found"
+
+test: setup
+	PIXSIGHT_HOME=$(CURDIR)/.pixsight-home $(PY) -m pytest -q
+
+test-fast: setup
+	PIXSIGHT_HOME=$(CURDIR)/.pixsight-home $(PY) -m pytest -q -m "not slow"
+
+bench: setup
+	PIXSIGHT_HOME=$(CURDIR)/.pixsight-home $(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(OUT) examples/generated .pixsight-home .pytest_cache
