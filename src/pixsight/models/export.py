@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import threading
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -43,7 +44,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..core.errors import ModelUnavailableError, WeightsError
-from ..core.fileio import atomic_write_text, atomic_writer
+from ..core.fileio import atomic_write_text
 from .spec import ModelSpec
 from .weights import models_cache_dir, package_file
 
@@ -156,18 +157,18 @@ def _default_real_images() -> list[np.ndarray]:
     return [data.chelsea(), data.coffee(), data.rocket(), data.astronaut()]
 
 
-class _Both:  # built lazily because it subclasses torch.nn.Module
-    @staticmethod
-    def wrap(torch: Any, model: Any) -> Any:
-        class Both(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
+def _with_features(torch: Any, model: Any) -> Any:
+    """Wrap ``model`` so that ``forward`` returns ``(logits, features)`` (the two outputs)."""
 
-            def forward(self, x: Any) -> Any:
-                return self.model(x, with_features=True)
+    class WithFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-        return Both().eval()
+        def forward(self, x: Any) -> Any:
+            return self.model(x, with_features=True)
+
+    return WithFeatures().eval()
 
 
 def _torch_export(torch: Any, module: Any, example: Any, dest: Path) -> str:
@@ -234,17 +235,20 @@ def export_onnx(
     source, dest = Path(source), Path(dest)
     source_sha = sha256_file(source)
     model = efficientnet_lite0(weights=source)
-    module = _Both.wrap(torch, model)
+    module = _with_features(torch, model)
     x, n_real = _sample_inputs(sample_images, n_random, seed)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_writer(dest, "wb") as fh:  # export to a temp name; renamed only if verified
-        tmp = Path(fh.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:  # export to a temp name beside dest; renamed over dest only once verified
         with torch.inference_mode():
             exporter = _torch_export(torch, module, torch.from_numpy(x[:2]), tmp)
             ref_logits, ref_feats = (t.numpy() for t in module(torch.from_numpy(x)))
         _check_graph(tmp)
-        session = create_session(tmp, threads=None, check_external_data=True)
+        session = create_session(tmp, check_external_data=True)
         got_logits, got_feats = _run_in_pieces(session, x)
+        del session
         d_logits = float(np.max(np.abs(got_logits - ref_logits)))
         d_feats = float(np.max(np.abs(got_feats - ref_feats)))
         agree = _top1_agreement(ref_logits, got_logits, n_real=n_real, atol=atol)
@@ -259,9 +263,16 @@ def export_onnx(
                 "nothing was cached. Report this with your torch/onnxruntime versions",
                 path=str(dest),
             )
-        fh.flush()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared by users
+        onnx_sha = sha256_file(tmp)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     report = ExportReport(
-        onnx_path=str(dest), onnx_sha256=sha256_file(dest), source=str(source), source_sha256=source_sha,
+        onnx_path=str(dest), onnx_sha256=onnx_sha, source=str(source), source_sha256=source_sha,
         exporter=f"{exporter} (torch.onnx.export dynamo={exporter == 'dynamo'})", opset=OPSET,
         inputs=len(x), real_inputs=n_real, max_abs_diff_logits=d_logits, max_abs_diff_features=d_feats,
         top1_agreement=agree, atol=atol, versions=_versions(torch),

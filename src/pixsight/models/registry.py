@@ -34,7 +34,7 @@ from ..core.fileio import atomic_write_text
 from .spec import ModelSpec, WeightsSource
 from .weights import local_path, package_file
 
-__all__ = ["Registry", "Availability", "get_registry", "availability", "size_bytes", "registry_path", "ZOO_MODULES"]
+__all__ = ["Registry", "Availability", "get_registry", "availability", "size_bytes", "registry_path", "describe", "ZOO_MODULES"]
 
 log = logging.getLogger(__name__)
 
@@ -329,3 +329,27 @@ def size_bytes(spec: ModelSpec) -> int | None:
             total, known = total + size, True
     return total if known else None
 
+
+
+def describe(spec: ModelSpec) -> dict[str, Any]:
+    """One row of ``pixsight models list``: identity, licence, size and availability.
+
+    >>> row = describe(ModelSpec(name="x", task="embed", backend="onnx", version="1"))
+    >>> row["name"], row["available"]
+    ('x', True)
+    """
+    avail = availability(spec)
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "key": spec.key,
+        "task": spec.task,
+        "backend": spec.backend,
+        "license": spec.license,
+        "origin": spec.origin,
+        "size_bytes": size_bytes(spec),
+        "default": spec.default,
+        "user": spec.user,
+        "sources": sorted({s.kind for s in (*spec.weights, *(x for v in spec.files.values() for x in v))}),
+        **avail.to_dict(),
+    }

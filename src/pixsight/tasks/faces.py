@@ -212,7 +212,7 @@ def detect_faces(
 
     >>> import dlib
     >>> from skimage import data
-    >>> det = detect_faces(data.astronaut(), hog=dlib.get_frontal_face_detector())
+    >>> det = detect_faces(data.astronaut(), hog=dlib.get_frontal_face_detector(), min_score=0.35)
     >>> det.detectors
     ['hog-front']
     """
@@ -304,6 +304,8 @@ class FacesStage:
         landmarks_key = spec.options.get("landmarks", "landmarks5")
         self._hog = dlib.get_frontal_face_detector()
         self._shape = dlib.shape_predictor(str(resolve_weights(spec, landmarks_key)))
+        blank = np.zeros((16, 16, 3), dtype=np.uint8)
+        self._num_parts = int(self._shape(blank, dlib.rectangle(0, 0, 15, 15)).num_parts)
         self._mmod = (
             dlib.cnn_face_detection_model_v1(str(resolve_weights(spec, "mmod"))) if self.plan.mmod_max_side else None
         )
@@ -331,7 +333,7 @@ class FacesStage:
         rgb = _as_rgb(pixels)
         det = detect_faces(rgb, hog=self._hog, mmod=self._mmod, plan=self.plan, min_score=self.min_score)
         n = len(det.boxes)
-        k = self._shape.num_parts
+        k = self._num_parts
         landmarks = np.zeros((n, k, 2), dtype=np.float32)
         shapes = self._dlib.full_object_detections()
         for i, (x1, y1, x2, y2) in enumerate(det.boxes):

@@ -100,7 +100,7 @@ class _Painter:
         self.overlay = Image.new("RGBA", size, (0, 0, 0, 0))
         self.draw = ImageDraw.Draw(self.overlay)
         side = max(size)
-        self.lw = max(1, round(side / 320))
+        self.lw = max(1 if side < 160 else 2, round(side / 320))
         self.halo = max(1, round(self.lw / 2))
         self.font_px = max(11, round(side / 38))
 
@@ -308,6 +308,6 @@ def save_annotated(
         if fmt == "PNG":
             overlay.save(fh, format="PNG", optimize=False)
         else:
-            overlay.save(fh, format="JPEG", quality=90, subsampling="4:2:0")
+            overlay.save(fh, format="JPEG", quality=90, subsampling="4:4:4")  # keeps thin coloured lines crisp
     log.debug("wrote overlay for %s to %s", analysis.path, target)
     return target

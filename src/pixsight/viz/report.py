@@ -192,7 +192,7 @@ def _thumbnail(image: np.ndarray, analysis: Analysis, side: int) -> str | None:
         log.warning("report: no thumbnail for %s: %s", analysis.path, err)
         return None
     buf = io.BytesIO()
-    overlay.save(buf, format="JPEG", quality=80)
+    overlay.save(buf, format="JPEG", quality=80, subsampling="4:4:4")  # crisp coloured strokes
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

