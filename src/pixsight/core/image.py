@@ -46,6 +46,9 @@ ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".mpo"}
 )
+# What ``Image.open(formats=...)`` is given: Pillow has no separate MPO opener (the JPEG
+# plugin returns MPO images itself) and raises KeyError for a name it cannot open.
+_OPEN_FORMATS: tuple[str, ...] = tuple(f for f in ALLOWED_FORMATS if f != "MPO")
 
 _REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"%!PS", "PostScript/EPS (decoding it would run Ghostscript)"),
@@ -208,7 +211,7 @@ def load_image(
         raise UnsupportedFormatError(f"{refused} is not an allowed image format", path=where)
     sha256 = hashlib.sha256(data).hexdigest()
     try:
-        img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        img = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
     except UnidentifiedImageError as err:
         raise ImageDecodeError(
             f"not a recognised image (allowed: {', '.join(ALLOWED_FORMATS)})", path=where

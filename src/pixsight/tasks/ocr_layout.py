@@ -76,7 +76,6 @@ def _rows(idx: np.ndarray, x: np.ndarray, y: np.ndarray) -> list[list[int]]:
             overlap = min(y1, row_y[1]) - max(y0, row_y[0])
             if overlap >= 0.5 * min(y1 - y0, row_y[1] - row_y[0]):
                 rows[-1].append(int(i))
-                row_y = (min(y0, row_y[0]), max(y1, row_y[1])) if False else row_y
                 continue
         rows.append([int(i)])
         row_y = (float(y0), float(y1))

@@ -176,3 +176,14 @@ def test_safe_output_name_is_always_a_plain_safe_name(path: str) -> None:
     name = safe_output_name(path)
     assert SAFE_NAME.match(name) and name.endswith(".jpg") and not name.startswith(".")
     assert "/" not in name and ".." not in name.split("-")[0][:1]
+
+
+_coord = st.floats(allow_nan=True, allow_infinity=True, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_coord, _coord, _coord, _coord), max_size=4), st.integers(8, 64), st.integers(8, 64))
+def test_any_box_values_draw_without_crashing(boxes: list[tuple[float, ...]], w: int, h: int) -> None:
+    faces = Faces(boxes=np.array(boxes, np.float32).reshape(-1, 4), scores=[0.5] * len(boxes))
+    out = draw_analysis(np.zeros((h, w, 3), np.uint8), Analysis(path="x", width=w, height=h, results={"faces": faces}))
+    assert out.size == (w, h)
