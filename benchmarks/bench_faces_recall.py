@@ -11,7 +11,7 @@ Offline evaluation set (no downloads), built from what ships with scikit-image:
   rotation). LFW *non*-face patches are pasted the same way as distractors, then the image
   is JPEG-compressed (quality 85).
 - *real photos*: astronaut (1 face), camera (1 profile face), and face-free coffee, rocket,
-  chelsea, motorcycle_left at their own size.
+  chelsea, motorcycle (left stereo view) at their own size.
 
 A detection matches a ground-truth face at IoU >= 0.3 (detectors frame faces differently
 from the pasted crops). Every configuration is scored after calibration at the default
@@ -44,7 +44,7 @@ log = logging.getLogger("bench_faces_recall")
 
 ASTRONAUT_FACE = (175, 75, 260, 170)  # hand-measured xyxy on skimage astronaut (512x512)
 CAMERA_FACE = (185, 115, 265, 205)  # hand-measured xyxy on skimage camera (profile face)
-BACKGROUNDS = ("coffee", "rocket", "chelsea", "motorcycle_left", "hubble_deep_field", "brick", "grass", "gravel", "page")
+BACKGROUNDS = ("coffee", "rocket", "chelsea", "motorcycle", "hubble_deep_field", "brick", "grass", "gravel", "page")
 
 
 @dataclass
@@ -60,6 +60,12 @@ def _rgb(a: np.ndarray) -> np.ndarray:
     if a.dtype != np.uint8:
         a = (np.clip(a, 0, 1) * 255).astype(np.uint8)
     return np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a[..., :3]
+
+
+def _photo(name: str) -> np.ndarray:
+    if name == "motorcycle":
+        return _rgb(data.stereo_motorcycle()[0])
+    return _rgb(getattr(data, name)())
 
 
 def _face_sources() -> list[tuple[str, np.ndarray, tuple[float, float, float, float]]]:
@@ -114,7 +120,7 @@ def make_composites(n: int, *, seed: int = 0, size: tuple[int, int] = (1024, 768
     samples = []
     for k in range(n):
         bg_name = BACKGROUNDS[k % len(BACKGROUNDS)]
-        bg = Image.fromarray(_rgb(getattr(data, bg_name)())).resize(size, Image.Resampling.BILINEAR)
+        bg = Image.fromarray(_photo(bg_name)).resize(size, Image.Resampling.BILINEAR)
         taken: list[tuple[float, float, float, float]] = []
         gt, tags = [], []
 
@@ -164,8 +170,8 @@ def real_photos() -> list[Sample]:
         Sample("astronaut", data.astronaut(), [ASTRONAUT_FACE], [{"real", "astronaut"}]),
         Sample("camera", _rgb(data.camera()), [CAMERA_FACE], [{"real", "camera-profile"}]),
     ]
-    for name in ("coffee", "rocket", "chelsea", "motorcycle_left"):
-        out.append(Sample(name, _rgb(getattr(data, name)()), [], []))
+    for name in ("coffee", "rocket", "chelsea", "motorcycle"):
+        out.append(Sample(name, _photo(name), [], []))
     return out
 
 

@@ -18,6 +18,8 @@ from .common import console_for, default_db, fail, usage_error
 
 __all__ = ["register", "run_analyze"]
 
+_PICTURE_SIDE = 2048  # overlays and report thumbnails are drawn from images this large at most
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -118,16 +120,21 @@ def run_analyze(args: argparse.Namespace) -> int:
                 return
             pixels = None
             if analysis.status == "ok":
-                if image is None:  # reused from the catalog: decode again for the pictures
+                wanted = min(_PICTURE_SIDE, max(analysis.width or 0, analysis.height or 0))
+                if image is None or max(image.pixels.shape[:2]) < wanted:
+                    # reused from the catalog, or decoded small for the models: decode for the pictures
                     try:
-                        image = load_image(analysis.path, max_side=2048, limits=config.limits)
+                        image = load_image(analysis.path, max_side=_PICTURE_SIDE, limits=config.limits)
                     except PixsightError:
                         image = None
                 pixels = image.pixels if image is not None else None
-            if annotate_dir is not None and pixels is not None:
-                save_annotated(pixels, analysis, annotate_dir)
-            if report is not None:
-                report.add(analysis, pixels)
+            try:
+                if annotate_dir is not None and pixels is not None:
+                    save_annotated(pixels, analysis, annotate_dir)
+                if report is not None:
+                    report.add(analysis, pixels)
+            except OSError as err:  # e.g. disk full: the analysis is stored; say so and go on
+                err_console.print(f"[red]cannot write picture for {analysis.path}[/]: {err}")
 
         from .progress import progress_reporter
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from ..core.errors import PixsightError
 from ..models.spec import TASKS
+from .common import console_for, fail
 
 __all__ = ["register"]
 
@@ -37,15 +38,10 @@ def _guard(fn: Handler) -> Handler:
         try:
             return fn(args)
         except PixsightError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            return 130
+            return fail(str(err).replace("\n", " "))
         except Exception as err:  # a bug: say so in one line, keep the traceback in the log
             log.debug("unexpected error in pixsight models", exc_info=True)
-            print(f"error: unexpected {type(err).__name__}: {err}", file=sys.stderr)
-            return 1
+            return fail(f"unexpected {type(err).__name__}: {err}")
 
     return wrapper
 
@@ -82,10 +78,12 @@ def _human(n: int | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _console():  # rich is imported lazily: CLI start-up stays fast
-    from rich.console import Console
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
-    return Console(highlight=False)
+
+def _console():
+    return console_for(sys.stdout)
 
 
 def _print_json(data: Any) -> None:
@@ -105,19 +103,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     table = Table(title=f"pixsight models{f' (task {args.task})' if args.task else ''}", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("name", overflow="fold", min_width=12)
-    for col, width in (("task", 8), ("backend", 7), ("size", 8), ("available", 3)):
-        table.add_column(col, no_wrap=True, min_width=width)
-    for col, width in (("licence", 12), ("origin", 16)):  # full text: pixsight models show NAME
-        table.add_column(col, max_width=width, overflow="ellipsis", no_wrap=True)
-    table.add_column("how to get", overflow="fold", min_width=12)
+    # every column may wrap: rich drops no-wrap columns that do not fit a narrow terminal
+    for col in ("name", "task", "backend", "size", "available", "licence", "origin", "how to get"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         name = r["name"] + (" *" if r["default"] else "") + (" (user)" if r["user"] else "")
         status = Text("yes", style="green") if r["available"] else Text("no", style="red")
         how = "" if r["available"] else f"{r['reason']}: {r['hint']}".strip(": ")
         table.add_row(
             Text(name), r["task"], r["backend"], _human(r["size_bytes"]), status,
-            Text(r["license"]), Text(r["origin"] or "-"), Text(how or "-"),
+            Text(_short(r["license"], 24)),
+            Text(_short(r["origin"] or "-", 32)),  # in full: pixsight models show NAME
+            Text(how or "-"),
         )
     console = _console()
     if rows:

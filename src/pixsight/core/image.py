@@ -148,9 +148,12 @@ def _oriented_size(img: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if mode in _HIGH_DEPTH_MODES:
         arr = np.asarray(img)
         if arr.ndim == 3:
             arr = arr[..., 0]
@@ -216,7 +219,8 @@ def load_image(
         raise ImageDecodeError(
             f"not a recognised image (allowed: {', '.join(ALLOWED_FORMATS)})", path=where
         ) from err
-    except Image.DecompressionBombError as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # the warning arrives as an exception where warnings are errors (the CLI sets that)
         raise ImageTooLargeError(str(err), path=where, limit=limits.max_pixels, actual=-1) from err
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageDecodeError(f"cannot parse image header: {err}", path=where) from err
@@ -242,11 +246,13 @@ def load_image(
             if max_side and max(oriented.size) > max_side * 1.25:
                 ratio = max_side / max(oriented.size)
                 new_size = (max(1, round(oriented.width * ratio)), max(1, round(oriented.height * ratio)))
-                if oriented.mode not in ("RGB", "L", "RGBA", "LA"):
+                if oriented.mode in _HIGH_DEPTH_MODES:  # scale to 8 bits first: convert() would clip
+                    oriented = Image.fromarray(_to_rgb_array(oriented))
+                elif oriented.mode not in ("RGB", "L", "RGBA", "LA"):
                     oriented = oriented.convert("RGBA" if "A" in oriented.mode or "transparency" in oriented.info else "RGB")
                 oriented = oriented.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=2.0)
             pixels = _to_rgb_array(oriented)
-        except Image.DecompressionBombError as err:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise ImageTooLargeError(str(err), path=where, limit=limits.max_pixels, actual=-1) from err
         except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct_error) as err:
             msg = str(err) or type(err).__name__

@@ -188,6 +188,9 @@ class TextLines:
         )
 
 
+_FACE_KEYS = frozenset({"box", "score", "landmarks", "embedding"})
+
+
 @dataclass(frozen=True)
 class Faces:
     """Detected faces: boxes, scores, landmarks (N, K, 2) and optional embeddings (N, D).
@@ -224,6 +227,8 @@ class Faces:
             _check_len(n, "Faces", emb, "embeddings")
             object.__setattr__(self, "embeddings", emb)
         for key, values in self.data.items():
+            if key in _FACE_KEYS:  # to_dict() would overwrite the face's own field with it
+                raise ResultValidationError(f"Faces: data key {key!r} clashes with a face field {sorted(_FACE_KEYS)}")
             _check_len(n, "Faces", list(values), f"data[{key!r}]")
 
     def __len__(self) -> int:
@@ -267,8 +272,7 @@ class Faces:
         faces = d.get("faces", [])
         if not faces:
             return cls.empty()
-        base = {"box", "score", "landmarks", "embedding"}
-        extra_keys = sorted({k for f in faces for k in f} - base)
+        extra_keys = sorted({k for f in faces for k in f} - _FACE_KEYS)
         lms = [f.get("landmarks") or [] for f in faces]
         k = max(len(x) for x in lms)
         landmarks = np.array([x if len(x) == k else [[np.nan, np.nan]] * k for x in lms], dtype=np.float32)

@@ -91,22 +91,34 @@ def _classes() -> dict[str, type]:
     F = torch.nn.functional
 
     class SameConv2d(nn.Conv2d):
-        """Conv2d with TensorFlow ``'same'`` padding (extra pixel bottom/right when odd)."""
+        """Conv2d with TensorFlow ``'same'`` padding (extra pixel bottom/right when odd).
+
+        For stride 1 and an odd kernel 'same' is symmetric, so the convolution pads itself;
+        only strided convolutions need an explicit (possibly asymmetric) pad. That pad is
+        computed from the input size, or fixed by :meth:`EfficientNetLite.fix_padding` so
+        an exported graph holds constants instead of shape arithmetic.
+        """
 
         def __init__(self, cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 1,
                      bias: bool = False, padding: str = "same") -> None:
-            sym = kernel // 2 if padding == "symmetric" else 0
-            super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=bias, padding=sym)
-            self.tf_same = padding == "same" and kernel > 1
+            native = padding == "symmetric" or stride == 1
+            super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=bias,
+                             padding=kernel // 2 if native else 0)
+            self.tf_same = not native
+            self.fixed_pad: tuple[int, int, int, int] | None = None
+
+        def same_pad(self, ih: int, iw: int) -> tuple[int, int, int, int]:
+            """(left, right, top, bottom) TensorFlow 'same' padding for an ih x iw input."""
+            k, s = self.kernel_size[0], self.stride[0]
+            ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
+            pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
+            return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2
 
         def forward(self, x: Any) -> Any:
             if self.tf_same:
-                ih, iw = x.shape[-2:]
-                k, s = self.kernel_size[0], self.stride[0]
-                ph = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
-                pw = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
-                if ph or pw:
-                    x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+                pad = self.fixed_pad or self.same_pad(int(x.shape[-2]), int(x.shape[-1]))
+                if any(pad):
+                    x = F.pad(x, list(pad))
             return super().forward(x)
 
     class MBConv(nn.Module):
@@ -164,6 +176,22 @@ def _classes() -> dict[str, type]:
             self._bn1 = nn.BatchNorm2d(NUM_FEATURES, eps=bn_eps)
             self._dropout = nn.Dropout(dropout)
             self._fc = nn.Linear(NUM_FEATURES, num_classes)
+
+        def fix_padding(self, image_size: int | tuple[int, int] | None) -> None:
+            """Freeze the strided convolutions' padding for one input size (for export, so
+            the graph holds constants instead of shape arithmetic); ``None`` undoes it."""
+            size = (image_size, image_size) if isinstance(image_size, int) else image_size
+            h, w = size or (0, 0)
+            for module in self.modules():  # registration order = execution order here
+                if isinstance(module, SameConv2d) and module.stride[0] > 1:
+                    if module.tf_same:
+                        module.fixed_pad = module.same_pad(h, w) if size else None
+                    h, w = math.ceil(h / module.stride[0]), math.ceil(w / module.stride[0])
+
+        def strided_pads(self) -> list[tuple[int, int, int, int]]:
+            """The frozen (left, right, top, bottom) pads of the strided convolutions, in order."""
+            return [m.fixed_pad or (0, 0, 0, 0) for m in self.modules()
+                    if isinstance(m, SameConv2d) and m.tf_same]
 
         def forward_map(self, x: Any) -> Any:
             """Head feature map (N, 1280, H/32, W/32) after ReLU6."""

@@ -185,7 +185,10 @@ class Registry:
             specs = [ModelSpec.from_dict({**d, "user": True}) for d in data["models"]]
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise ConfigError(f"model registry is corrupt ({err}); {fix}", path=str(self.path)) from err
-        return {s.name: s for s in specs}
+        shadowing = [s.name for s in specs if s.name in self._builtin]
+        if shadowing:
+            log.warning("%s: ignoring user entries named like builtin models: %s", self.path, ", ".join(shadowing))
+        return {s.name: s for s in specs if s.name not in self._builtin}
 
     def _write_user(self) -> None:
         data = {"version": _FORMAT_VERSION, "models": [s.to_dict() for s in self._user.values()]}

@@ -24,13 +24,22 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def create_session(path: str | os.PathLike[str], *, threads: int | None = None, check_external_data: bool = True):
+def create_session(
+    path: str | os.PathLike[str],
+    *,
+    threads: int | None = None,
+    check_external_data: bool = True,
+    allow_spinning: bool | None = None,
+):
     """Open an ONNX model for CPU inference.
 
     ``check_external_data`` (default on) first runs
     :func:`~pixsight.models.onnx_check.check_onnx_file`, refusing external data that
     points outside the model's folder (SECURITY.md item 8). Only files pixsight wrote
     itself may skip it.
+
+    ``allow_spinning=False`` stops idle ONNX Runtime threads from busy-waiting: much
+    faster when other stages or processes share the cores (None keeps ORT's default).
 
     Raises:
         ModelUnavailableError: onnxruntime is not installed.
@@ -53,6 +62,8 @@ def create_session(path: str | os.PathLike[str], *, threads: int | None = None, 
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    if allow_spinning is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
     try:
         return ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types

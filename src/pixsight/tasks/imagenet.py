@@ -192,7 +192,8 @@ class ImageNetStage:
             from ..models.weights import resolve_weights
 
             path = resolve_weights(spec)
-        return create_session(path, threads=threads)
+        # no busy-waiting: the analyzer runs other stages (and decoding) on the same cores
+        return create_session(path, threads=threads, allow_spinning=False)
 
     # -- the Stage protocol ------------------------------------------------------------
     def run(self, images: Sequence[LoadedImage]) -> list[StageOutput]:

@@ -42,15 +42,25 @@ class DetectedLines:
         return len(self.polygons)
 
 
-def crop_line(image: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+def crop_line(image: np.ndarray, polygon: np.ndarray, *, min_height: int = 0) -> np.ndarray:
     """Cut a (possibly rotated) text line out of ``image`` as an upright rectangle.
+
+    Crops lower than ``min_height`` pixels are enlarged with bicubic interpolation (the
+    recogniser's own bilinear resize loses thin strokes of small print).
 
     >>> crop_line(np.zeros((50, 80, 3), np.uint8), np.float32([[10, 10], [60, 10], [60, 30], [10, 30]])).shape
     (20, 50, 3)
     """
     from rapidocr.utils.process_img import get_rotate_crop_image
 
-    return get_rotate_crop_image(image, copy.deepcopy(np.asarray(polygon, dtype=np.float32)))
+    crop = get_rotate_crop_image(image, copy.deepcopy(np.asarray(polygon, dtype=np.float32)))
+    h = crop.shape[0]
+    if min_height and 0 < h < min_height:
+        import cv2
+
+        f = min_height / h
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * f)), min_height), interpolation=cv2.INTER_CUBIC)
+    return crop
 
 
 class RapidOcrEngine:
@@ -60,7 +70,11 @@ class RapidOcrEngine:
         det_path, rec_path: the ONNX files (see ``pixsight.models.zoo.ocr``).
         threads: ONNX Runtime intra-op threads (default: the CPUs this process may use).
 
-    >>> # eng = RapidOcrEngine(det_path, rec_path); eng.detect(rgb, max_side=960)  # doctest: +SKIP
+    >>> from pixsight.models.weights import package_file
+    >>> eng = RapidOcrEngine(package_file("rapidocr", "rapidocr/models/PP-OCRv6_det_small.onnx"),
+    ...                      package_file("rapidocr", "rapidocr/models/PP-OCRv6_rec_small.onnx"))
+    >>> len(eng.detect(np.full((64, 64, 3), 255, np.uint8), max_side=960))  # a blank image
+    0
     """
 
     def __init__(self, det_path: str | Path, rec_path: str | Path, *, threads: int | None = None,

@@ -47,6 +47,8 @@ def preprocess(pixels: np.ndarray, contract: dict[str, Any]) -> np.ndarray:
     (3, 2, 2)
     """
     h, w = (contract["size"], contract["size"]) if isinstance(contract["size"], int) else contract["size"]
+    if pixels.ndim != 3 or pixels.shape[2] < 3 or min(pixels.shape[:2]) < 1:
+        raise ValueError(f"expected RGB pixels of shape (H, W, 3) with H, W >= 1, got {pixels.shape}")
     img = Image.fromarray(np.ascontiguousarray(pixels[..., :3], dtype=np.uint8))
     if contract.get("resize", "squash") == "center_crop":
         crop_pct = float(contract.get("crop_pct", 0.875))

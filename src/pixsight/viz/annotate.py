@@ -44,6 +44,7 @@ __all__ = ["AnnotationError", "draw_analysis", "save_annotated", "safe_output_na
 log = logging.getLogger(__name__)
 
 RGB = tuple[int, int, int]
+Box = tuple[float, float, float, float]
 _HALO: RGB = (0, 0, 0)
 _FACE: RGB = (0, 230, 118)  # green
 _LANDMARK: RGB = (255, 235, 59)  # yellow
@@ -103,9 +104,20 @@ class _Painter:
         self.lw = max(1 if side < 160 else 2, round(side / 320))
         self.halo = max(1, round(self.lw / 2))
         self.font_px = max(11, round(side / 38))
+        self.banner_px = max(11, round(self.font_px * 1.2))
+
+    def _clip(self, points: list[tuple[float, float]]) -> list[tuple[float, float]] | None:
+        """Drop shapes with non-finite points; clamp the rest near the canvas (bounded work)."""
+        if not all(np.isfinite(x) and np.isfinite(y) for x, y in points):
+            return None
+        W, H = self.size
+        return [(min(max(x, -W), 2.0 * W), min(max(y, -H), 2.0 * H)) for x, y in points]
 
     def polyline(self, points: list[tuple[float, float]], colour: RGB, *, closed: bool = True) -> None:
-        pts = points + points[:1] if closed else points
+        clipped = self._clip(points)
+        if not clipped:
+            return
+        pts = clipped + clipped[:1] if closed else clipped
         self.draw.line(pts, fill=(*_HALO, 255), width=self.lw + 2 * self.halo, joint="curve")
         self.draw.line(pts, fill=(*colour, 255), width=self.lw, joint="curve")
 
@@ -114,26 +126,38 @@ class _Painter:
         self.polyline([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], colour)
 
     def dot(self, x: float, y: float, colour: RGB) -> None:
-        r = max(1.5, self.lw * 1.3)
+        clipped = self._clip([(x, y)])
+        if not clipped:
+            return
+        (x, y), r = clipped[0], max(1.5, self.lw * 1.3)
         self.draw.ellipse((x - r, y - r, x + r, y + r), fill=(*colour, 255), outline=(*_HALO, 255), width=self.halo)
 
-    def label(self, text: str, x: float, y: float, *, colour: RGB, size: int | None = None,
-              above: bool = True, bg: tuple[int, int, int, int] = _BANNER_BG) -> tuple[float, float, float, float]:
-        """Draw ``text`` on a translucent plate anchored at (x, y); return the plate box."""
+    def plate(self, text: str, x: float, y: float, *, size: int | None = None, above: bool = True) -> Box:
+        """Where :meth:`label` would put ``text``'s plate: above (or below) (x, y), on canvas."""
         font = _font(size or self.font_px)
         pad = max(2, (size or self.font_px) // 5)
         l, t, r, b = self.draw.textbbox((0, 0), text, font=font)
         w, h = r - l + 2 * pad, b - t + 2 * pad
         W, H = self.size
+        x = x if np.isfinite(x) else 0.0
+        y = y if np.isfinite(y) else 0.0
         x0 = min(max(0.0, x), max(0.0, W - w))
         y0 = y - h if above else y
         if y0 < 0:
             y0 = y if above else 0.0
         y0 = min(max(0.0, y0), max(0.0, H - h))
-        plate = (x0, y0, x0 + w, y0 + h)
-        self.draw.rectangle(plate, fill=bg)
-        self.draw.text((x0 + pad - l, y0 + pad - t), text, font=font, fill=(*colour, 255))
-        return plate
+        return (x0, y0, x0 + w, y0 + h)
+
+    def label(self, text: str, x: float, y: float, *, colour: RGB, size: int | None = None,
+              above: bool = True, at: Box | None = None) -> Box:
+        """Draw ``text`` on a translucent plate anchored at (x, y) (or at ``at``); return the plate."""
+        font = _font(size or self.font_px)
+        pad = max(2, (size or self.font_px) // 5)
+        box = at or self.plate(text, x, y, size=size, above=above)
+        l, t, _, _ = self.draw.textbbox((0, 0), text, font=font)
+        self.draw.rectangle(box, fill=_BANNER_BG)
+        self.draw.text((box[0] + pad - l, box[1] + pad - t), text, font=font, fill=(*colour, 255))
+        return box
 
     def frame(self, colour: RGB) -> None:
         W, H = self.size
@@ -156,40 +180,55 @@ def _draw_faces(p: _Painter, faces: Faces) -> None:
                 size=max(11, round(p.font_px * 0.8)))
 
 
-def _draw_ocr(p: _Painter, lines: TextLines) -> None:
-    show_labels = len(lines) <= _MAX_OCR_LABELS
-    for text, poly in zip(lines.texts, lines.polygons):
-        pts = [(float(x), float(y)) for x, y in poly]
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _draw_ocr(p: _Painter, lines: TextLines, *, reserved: list[Box]) -> None:
+    polys = [[(float(x), float(y)) for x, y in poly] for poly in lines.polygons]
+    for pts in polys:
         p.polyline(pts, _OCR)
-        if not show_labels:
-            continue
-        ys = [y for _, y in pts]
-        size = min(p.font_px, round((max(ys) - min(ys)) * 0.7))
+    if len(lines) > _MAX_OCR_LABELS:
+        return
+    bounds: list[Box] = [(min(x for x, _ in q), min(y for _, y in q), max(x for x, _ in q), max(y for _, y in q))
+                         for q in polys]
+    placed: list[Box] = list(reserved)
+    gap = p.lw + p.halo
+    for i, (text, (x0, y0, _, y1)) in enumerate(zip(lines.texts, bounds)):
+        size = min(p.font_px, round((y1 - y0) * 0.7)) if np.isfinite(y1 - y0) else 0
         text = _clean_text(text)
-        if size >= 9 and text:  # below ~9 px the label would be unreadable clutter
-            p.label(text, min(x for x, _ in pts), min(ys) - p.lw - p.halo, colour=_OCR, size=size)
+        if size < 9 or not text:  # below ~9 px the label would be unreadable clutter
+            continue
+        # Above the line, else below it; skip the label if both would hide other text.
+        for y, above in ((y0 - gap, True), (y1 + gap, False)):
+            plate = p.plate(text, x0, y, size=size, above=above)
+            if not any(_overlaps(plate, b) for j, b in enumerate(bounds) if j != i) and \
+                    not any(_overlaps(plate, b) for b in placed):
+                placed.append(p.label(text, x0, y, colour=_OCR, size=size, at=plate))
+                break
 
 
-def _draw_banners(p: _Painter, analysis: Analysis) -> None:
-    big = max(11, round(p.font_px * 1.2))
+def _banners(p: _Painter, analysis: Analysis) -> list[tuple[str, RGB, Box]]:
+    """Text, colour and plate of each banner: top label (top-left), error and review (top-right)."""
+    big = p.banner_px
     margin = max(2, p.lw * 3)
+    out: list[tuple[str, RGB, Box]] = []
     cls = analysis.results.get("classify")
     if isinstance(cls, Classification) and cls.top_label is not None:
-        p.label(f"{_clean_text(cls.top_label)} {cls.top_score:.0%}", margin, margin,
-                colour=(255, 255, 255), size=big, above=False)
-    right_texts: list[tuple[str, RGB]] = []
+        text = f"{_clean_text(cls.top_label)} {cls.top_score:.0%}"
+        out.append((text, (255, 255, 255), p.plate(text, margin, margin, size=big, above=False)))
+    right: list[tuple[str, RGB]] = []
     if analysis.status == "error":
-        err = analysis.error or {}
-        right_texts.append((_clean_text(f"ERROR {err.get('type', '')}".strip()), _ERROR))
+        right.append((_clean_text(f"ERROR {(analysis.error or {}).get('type', '')}".strip()), _ERROR))
     if analysis.needs_review:
-        right_texts.append(("NEEDS REVIEW", _REVIEW))
+        right.append(("NEEDS REVIEW", _REVIEW))
     y = float(margin)
-    for text, colour in right_texts:
-        p.frame(colour)
-        font = _font(big)
-        width = p.draw.textlength(text, font=font) + 2 * max(2, big // 5)
-        plate = p.label(text, p.size[0] - margin - width, y, colour=colour, size=big, above=False)
+    for text, colour in right:
+        width = p.draw.textlength(text, font=_font(big)) + 2 * max(2, big // 5)
+        plate = p.plate(text, p.size[0] - margin - width, y, size=big, above=False)
+        out.append((text, colour, plate))
         y = plate[3] + margin
+    return out
 
 
 def draw_analysis(image: np.ndarray, analysis: Analysis, *, max_side: int | None = None) -> Image.Image:
@@ -222,13 +261,17 @@ def draw_analysis(image: np.ndarray, analysis: Analysis, *, max_side: int | None
     sx = pil.width / analysis.width if analysis.width else 1.0
     sy = pil.height / analysis.height if analysis.height else 1.0
     painter = _Painter(pil.size)
+    banners = _banners(painter, analysis)
     ocr = analysis.results.get("ocr")
     if isinstance(ocr, TextLines) and len(ocr):
-        _draw_ocr(painter, ocr.scaled(sx, sy))
+        _draw_ocr(painter, ocr.scaled(sx, sy), reserved=[plate for _, _, plate in banners])
     faces = analysis.results.get("faces")
     if isinstance(faces, Faces) and len(faces):
         _draw_faces(painter, faces.scaled(sx, sy))
-    _draw_banners(painter, analysis)
+    if analysis.status == "error" or analysis.needs_review:
+        painter.frame(_ERROR if analysis.status == "error" else _REVIEW)
+    for text, colour, plate in banners:
+        painter.label(text, plate[0], plate[1], colour=colour, size=painter.banner_px, at=plate)
     return Image.alpha_composite(pil.convert("RGBA"), painter.overlay).convert("RGB")
 
 
@@ -272,6 +315,23 @@ def _resolve_target(out_dir: Path, analysis: Analysis, name: str | None) -> tupl
     return target, "PNG" if ext == ".png" else "JPEG"
 
 
+def _upscaled(image: np.ndarray, analysis: Analysis, max_side: int | None) -> np.ndarray:
+    """A reduced decode brought back to the analysed size (capped at ``max_side``), so
+    overlays always have the original image's size and proportions. Strokes are drawn after
+    this, so they stay sharp even though the photo itself may look soft."""
+    if not (analysis.width and analysis.height) or image.ndim < 2:
+        return image
+    w, h = analysis.width, analysis.height
+    if max_side and max(w, h) > max_side:
+        ratio = max_side / max(w, h)
+        w, h = max(1, round(w * ratio)), max(1, round(h * ratio))
+    if image.shape[1] >= w or image.shape[0] >= h:
+        return image
+    log.debug("upscaling %dx%d pixels to %dx%d for the overlay of %s",
+              image.shape[1], image.shape[0], w, h, analysis.path)
+    return np.asarray(_to_pil(image).resize((w, h), Image.Resampling.BICUBIC))
+
+
 def save_annotated(
     image: np.ndarray,
     analysis: Analysis,
@@ -285,6 +345,8 @@ def save_annotated(
     The file is JPEG (quality 90) unless ``name`` ends in ``.png``. It is written without any
     metadata (no EXIF, GPS, XMP, ICC or PNG text), to a temp file that is renamed into place.
     Without ``name`` the file name comes from :func:`safe_output_name` (``<stem>-<hash>.jpg``).
+    The overlay has the analysed image's size (``analysis.width`` x ``analysis.height``, shrunk
+    to ``max_side``); a reduced decode is scaled up first, so pass the largest pixels you have.
 
     Raises:
         AnnotationError: ``name`` contains a folder part, or the image array is unusable.
@@ -301,7 +363,7 @@ def save_annotated(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target, fmt = _resolve_target(out, analysis, name)
-    overlay = draw_analysis(image, analysis, max_side=max_side)
+    overlay = draw_analysis(_upscaled(image, analysis, max_side), analysis, max_side=max_side)
     # A fresh image from an array has an empty .info; pass nothing that could carry metadata.
     overlay.info.clear()
     with atomic_writer(target, "wb") as fh:

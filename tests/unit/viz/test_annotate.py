@@ -187,3 +187,23 @@ def test_any_box_values_draw_without_crashing(boxes: list[tuple[float, ...]], w:
     faces = Faces(boxes=np.array(boxes, np.float32).reshape(-1, 4), scores=[0.5] * len(boxes))
     out = draw_analysis(np.zeros((h, w, 3), np.uint8), Analysis(path="x", width=w, height=h, results={"faces": faces}))
     assert out.size == (w, h)
+
+
+@pytest.mark.parametrize(("analysed", "max_side", "expected"), [
+    ((451, 300), 2048, (451, 300)),  # reduced decode -> original size
+    ((1200, 900), 1000, (1000, 750)),  # capped at max_side
+    ((1200, 900), None, (1200, 900)),
+])
+def test_saved_overlay_has_the_analysed_size_even_from_a_reduced_decode(
+    tmp_path: Path, analysed: tuple[int, int], max_side: int | None, expected: tuple[int, int]
+) -> None:
+    w, h = analysed
+    small = _flat(128, w=320, h=round(320 * h / w))
+    a = Analysis(path="x.jpg", width=w, height=h, results={"faces": _faces([w * 0.25, h * 0.25, w * 0.5, h * 0.5])})
+    p = save_annotated(small, a, tmp_path, max_side=max_side)
+    with Image.open(p) as im:
+        assert im.size == expected
+        px = np.asarray(im.convert("RGB")).astype(int)
+    ex, ey = expected
+    assert np.abs(px[round(ey * 0.25), round(ex * 0.375)] - 128).max() > 60  # top edge, scaled right
+    assert np.abs(px[round(ey * 0.375), round(ex * 0.375)] - 128).max() < 10  # box interior untouched
