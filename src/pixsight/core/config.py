@@ -131,7 +131,7 @@ class AnalyzeConfig:
                 data = tomllib.load(fh)
         except OSError as err:
             raise ConfigError(f"cannot read config: {err.strerror}", path=str(path)) from err
-        except tomllib.TOMLDecodeError as err:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:  # TOML must be UTF-8
             raise ConfigError(f"invalid TOML: {err}", path=str(path)) from err
         return cls.from_mapping(data, source=str(path))
 
@@ -150,15 +150,30 @@ def _build(cls: type, data: dict[str, Any], source: str) -> Any:
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, source)
         elif name == "tasks" and value is not None:
+            if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
+                raise ConfigError(f"{cls.__name__}.tasks must be a list of task names, got {value!r}", path=source)
             kwargs[name] = tuple(value)
+        elif isinstance(default, dict):
+            if not isinstance(value, dict) or not all(_is_number(v) for v in value.values()):
+                raise ConfigError(f"{cls.__name__}.{name} must be a table of name = number, got {value!r}", path=source)
+            kwargs[name] = value
         else:
-            if default is not None and not isinstance(default, dict) and not isinstance(value, type(default)):
-                if not (isinstance(default, float) and isinstance(value, int)):
+            # bool is an int to Python, but `batch_size = true` is a mistake, not 1
+            if default is not None and (not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool)):
+                if not (isinstance(default, float) and _is_number(value)):
                     raise ConfigError(
                         f"{cls.__name__}.{name} must be {type(default).__name__}, got {value!r}", path=source
                     )
             kwargs[name] = value
     try:
         return cls(**kwargs)
+    except ConfigError as err:
+        if err.path is None:
+            raise ConfigError(err.message, path=source) from err
+        raise
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err), path=source) from err
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

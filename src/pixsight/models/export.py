@@ -354,11 +354,8 @@ def _check_graph(path: Path) -> None:
 
 def _run_in_pieces(session: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Run one image alone, then the rest as a batch (exercises the dynamic batch axis)."""
-    first = session.run(["logits", "features"], {"input": x[:1]})
-    rest = session.run(["logits", "features"], {"input": x[1:]}) if len(x) > 1 else first
-    if len(x) == 1:
-        return first[0], first[1]
-    return np.concatenate([first[0], rest[0]]), np.concatenate([first[1], rest[1]])
+    parts = [session.run(["logits", "features"], {"input": chunk}) for chunk in (x[:1], x[1:]) if len(chunk)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _top1_agreement(ref: np.ndarray, got: np.ndarray, *, n_real: int, atol: float) -> float:

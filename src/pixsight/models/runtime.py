@@ -1,6 +1,6 @@
 """ONNX Runtime sessions: CPU provider, both cores, full graph optimisation.
 
->>> # sess = create_session(path)   # doctest: +SKIP
+>>> sess = create_session("model.onnx")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -64,8 +64,9 @@ log = logging.getLogger(__name__)
 HOG_FILTERS: tuple[str, ...] = ("hog-front", "hog-left", "hog-right", "hog-front-rot-left", "hog-front-rot-right")
 
 #: Logistic calibration per detector: unit = 1 / (1 + exp(-(raw - center) / width)).
-#: Fitted on benchmarks/bench_faces_recall.py (true vs false detections), then rounded.
-CALIBRATION: dict[str, tuple[float, float]] = {"hog": (0.25, 0.25), "mmod": (0.45, 0.2)}
+#: The centre is each detector's own default threshold (raw 0.0 -> 0.5); the width was read
+#: off the benchmark (raw -0.45..-0.1: ~2/3 true, 0.25..0.7: all true on that set).
+CALIBRATION: dict[str, tuple[float, float]] = {"hog": (0.0, 0.25), "mmod": (0.0, 0.3)}
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def calibrate_score(raw: np.ndarray | float, detector: str) -> np.ndarray:
 
     Monotone in ``raw``; 0.5 at the fitted centre.
 
-    >>> float(calibrate_score(0.25, "hog"))
+    >>> float(calibrate_score(0.0, "hog"))
     0.5
     >>> bool(calibrate_score(1.0, "mmod") > calibrate_score(0.5, "mmod"))
     True
