@@ -16,7 +16,9 @@ __all__ = ["console_for", "default_db", "fail", "usage_error"]
 
 def console_for(stream: IO[str]) -> Console:
     """A rich console on ``stream``; plain text when it is not a terminal."""
-    return Console(file=stream, soft_wrap=True, highlight=False)
+    is_tty = hasattr(stream, "isatty") and stream.isatty()
+    # Piped output (logs, CI, `| less`) gets a wide page instead of rich's 80 columns.
+    return Console(file=stream, soft_wrap=True, highlight=False, width=None if is_tty else 160)
 
 
 def default_db() -> Path:
