@@ -179,7 +179,7 @@ class Catalog:
                 vec = self.get_embedding(sha256, model)
                 if vec is None:
                     continue
-                results[task] = Embedding(vector=vec, model=model)
+                results[task] = Embedding(vector=vec, model=data.get("model") or model)
             else:
                 results[task] = rtype.from_dict(data)
                 if rtype is Faces and with_vectors:
@@ -298,12 +298,13 @@ class Catalog:
                         "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
                         (sha, model, result.dim, result.vector.astype(np.float32).tobytes()),
                     )
-                elif isinstance(result, Faces) and result.embeddings is not None:
+                elif isinstance(result, Faces):
+                    # always drop the old vectors: a re-run without embeddings must not inherit them
                     db.execute("DELETE FROM face_embeddings WHERE sha256=? AND model=?", (sha, model))
                     db.executemany(
                         "INSERT INTO face_embeddings VALUES (?, ?, ?, ?, ?)",
                         [(sha, model, i, int(v.shape[0]), v.astype(np.float32).tobytes())
-                         for i, v in enumerate(result.embeddings)],
+                         for i, v in enumerate(result.embeddings if result.embeddings is not None else [])],
                     )
             db.execute(
                 "INSERT INTO analyses VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET "

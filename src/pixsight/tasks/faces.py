@@ -4,15 +4,15 @@ Detection combines what dlib ships (see ``docs/faces.md`` for the measurements b
 
 - ``"fast"`` (default): dlib's HOG detector with its five filters (front, left and right
   side views, front rotated left/right) on the image resized to a fixed pixel budget
-  (~1 MP), so small photos are upsampled (smaller faces found) and big ones downsampled
-  (constant time, ~80 ms per image on one core here).
-- ``"accurate"``: the same HOG pass at a larger budget and its mirror image, plus the
-  MMOD CNN detector on the image bounded to 640 px, merged with non-maximum suppression.
-  Finds more non-frontal faces; costs seconds per image on CPU.
+  (1.5 MP): small photos are upsampled (up to 2x, so faces down to ~40 px are found) and
+  big ones downsampled, so the cost is constant (~110 ms per image on one core here).
+- ``"accurate"``: HOG at 3 MP and on the mirrored image, plus the MMOD CNN detector on
+  the image bounded to 640 px, merged with non-maximum suppression. Finds more small and
+  non-frontal faces; costs seconds per image on CPU.
 
 Raw detector margins are mapped to [0, 1] by a fixed logistic per detector
-(:func:`calibrate_score`), fitted on the recall benchmark (``benchmarks/bench_faces_recall.py``)
-so that 0.5 means "as likely a face as not" for both detectors.
+(:func:`calibrate_score`): 0.5 is the detector's own default threshold, and the slope was
+read off the recall benchmark (``benchmarks/bench_faces_recall.py``).
 
 Embeddings are dlib's native 128-D ResNet descriptors of aligned 150 px face chips. They
 are *not* L2-normalised (their norm is about 1.4), so that dlib's published convention
@@ -88,7 +88,7 @@ class DetectorPlan:
             are the same face.
     """
 
-    hog_pixels: int = 1_000_000
+    hog_pixels: int = 1_500_000
     hog_max_upscale: float = 2.0
     hog_threshold: float = -0.2
     mirror: bool = False
@@ -99,7 +99,7 @@ class DetectorPlan:
 #: The named detector modes (``FacesOptions.detector``).
 PLANS: dict[str, DetectorPlan] = {
     "fast": DetectorPlan(),
-    "accurate": DetectorPlan(hog_pixels=2_000_000, mirror=True, mmod_max_side=640),
+    "accurate": DetectorPlan(hog_pixels=3_000_000, mirror=True, mmod_max_side=640),
 }
 
 

@@ -45,7 +45,7 @@ def _gutters(x: np.ndarray, height: float) -> list[float]:
     step = max(1.0, height / 4)
     grid = np.arange(lo, hi, step)
     crossing = ((x[:, 0][None, :] < grid[:, None]) & (x[:, 1][None, :] > grid[:, None])).sum(1)
-    free = crossing <= max(1, int(0.1 * n))
+    free = crossing <= max(2, int(0.15 * n))
     cuts: list[float] = []
     i = 0
     while i < len(grid):

@@ -1,0 +1,157 @@
+"""Classification throughput end to end from JPEG files: a plain script vs pixsight.
+
+Writes N JPEGs made from scikit-image's photos at realistic sizes (2/3 at 640x480, 1/3
+at 1600x1200 by upscaling; random crops, flips and JPEG qualities) to a temp folder, then
+measures images per second, decode included:
+
+(a) baseline, the straightforward script: PIL open + convert("RGB") + resize the shorter
+    side to 256 + centre crop 224 + normalise, torch eager EfficientNet-Lite0, batch 1;
+(b) pixsight: ``load_image(path, max_side=stage.info.max_side)`` (reduced JPEG decode) in
+    a 2-thread pool feeding :class:`~pixsight.tasks.imagenet.ImageNetStage` (ONNX Runtime)
+    in batches of 16.
+
+It prints both rates, their ratio, and how often the two agree on the top-1 class. The
+ONNX export is made (or found in the cache) before timing starts. Not part of the tests.
+
+Run:  python benchmarks/bench_classify.py --n 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_jpegs(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
+    """``n`` JPEG photos in ``folder``: 640x480 (2 of 3) and 1600x1200 (1 of 3)."""
+    from skimage import data
+
+    sources = [data.chelsea(), data.coffee(), data.rocket(), data.astronaut(), data.stereo_motorcycle()[0],
+               data.hubble_deep_field(), data.immunohistochemistry(), data.retina(),
+               np.repeat(data.camera()[..., None], 3, axis=2)]
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        src = Image.fromarray(sources[i % len(sources)])
+        w, h = src.size
+        frac = np.sqrt(rng.uniform(0.7, 1.0))
+        cw, ch = int(w * frac), int(h * frac)
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        size = (1600, 1200) if i % 3 == 2 else (640, 480)
+        if ch > cw:  # keep portrait photos portrait
+            size = size[::-1]
+        img = src.resize(size, Image.Resampling.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        path = folder / f"img_{i:04d}.jpg"
+        img.save(path, "JPEG", quality=int(rng.integers(85, 96)))
+        paths.append(path)
+    return paths
+
+
+def run_baseline(paths: list[Path]) -> tuple[float, list[int]]:
+    """The straightforward script: PIL + torch eager, batch 1. Returns (img/s, top-1 ids)."""
+    import torch
+
+    from pixsight.models.efficientnet_lite import efficientnet_lite0
+
+    model = efficientnet_lite0()
+    mean, std = 127.0, 128.0
+
+    def prepare(path: Path) -> torch.Tensor:
+        img = Image.open(path).convert("RGB")
+        w, h = img.size
+        r = 256 / min(w, h)
+        img = img.resize((max(224, round(w * r)), max(224, round(h * r))), Image.Resampling.BILINEAR)
+        left, top = (img.width - 224) // 2, (img.height - 224) // 2
+        img = img.crop((left, top, left + 224, top + 224))
+        x = (np.asarray(img, np.float32) - mean) / std
+        return torch.from_numpy(x.transpose(2, 0, 1)).unsqueeze(0)
+
+    with torch.inference_mode():
+        model(prepare(paths[0]))  # warm-up
+        top1 = []
+        t0 = time.perf_counter()
+        for path in paths:
+            top1.append(int(model(prepare(path)).argmax(1)))
+        elapsed = time.perf_counter() - t0
+    return len(paths) / elapsed, top1
+
+
+def run_pixsight(paths: list[Path], *, batch: int = 16, workers: int = 2) -> tuple[float, list[int]]:
+    """pixsight: reduced decode in a thread pool + ImageNetStage. Returns (img/s, top-1 ids)."""
+    from pixsight.core.image import load_image
+    from pixsight.models.zoo.imagenet import SPECS
+    from pixsight.tasks.imagenet import ImageNetStage
+
+    stage = ImageNetStage(SPECS[0], top_k=5, tasks=("classify", "embed"), batch_size=batch)
+    side = stage.info.max_side
+    stage.run([load_image(paths[0], max_side=side)])  # warm-up
+    top1: list[int] = []
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        images = pool.map(lambda p: load_image(p, max_side=side), paths)
+        pending = []
+        for image in images:
+            pending.append(image)
+            if len(pending) == batch:
+                top1.extend(int(o["classify"].class_ids[0]) for o in stage.run(pending))
+                pending = []
+        if pending:
+            top1.extend(int(o["classify"].class_ids[0]) for o in stage.run(pending))
+    elapsed = time.perf_counter() - t0
+    stage.close()
+    return len(paths) / elapsed, top1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=400, help="number of JPEGs (default 400)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs of each (median reported)")
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args(argv)
+
+    from pixsight.models.export import ensure_onnx
+    from pixsight.models.zoo.imagenet import SPECS
+
+    t = time.perf_counter()
+    onnx_path = ensure_onnx(SPECS[0])
+    print(f"ONNX model: {onnx_path} (ready in {time.perf_counter() - t:.1f} s)")
+    print(f"CPUs available: {len(os.sched_getaffinity(0))}; load average: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="pixsight-bench-") as tmp:
+        paths = make_jpegs(Path(tmp), args.n)
+        mb = sum(p.stat().st_size for p in paths) / 1e6
+        print(f"{len(paths)} JPEGs ({mb:.1f} MB; 640x480 and 1600x1200) in {tmp}")
+        rates_px, rates_bl = [], []
+        top_px: list[int] = []
+        top_bl: list[int] = []
+        for _ in range(args.repeats):
+            rate, top_px = run_pixsight(paths)
+            rates_px.append(rate)
+            print(f"  pixsight run: {rate:7.1f} img/s")
+            if not args.skip_baseline:
+                rate, top_bl = run_baseline(paths)
+                rates_bl.append(rate)
+                print(f"  baseline run: {rate:7.1f} img/s")
+    px = statistics.median(rates_px)
+    print(f"pixsight (reduced decode, 2 threads, ONNX Runtime, batch 16): {px:7.1f} img/s")
+    if rates_bl:
+        bl = statistics.median(rates_bl)
+        agree = float(np.mean(np.asarray(top_px) == np.asarray(top_bl)))
+        print(f"baseline (PIL full decode, torch eager, batch 1):          {bl:7.1f} img/s")
+        print(f"speed-up: {px / bl:.2f}x   top-1 agreement: {100 * agree:.1f}% of {len(paths)} images")
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other processes share these cores)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
