@@ -218,6 +218,7 @@ def configurations(with_slow: bool) -> dict[str, tuple[DetectorPlan, float]]:
         "HOG @3MP": (DetectorPlan(hog_pixels=3_000_000), 0.35),
         "HOG @3MP + mirror": (DetectorPlan(hog_pixels=3_000_000, mirror=True), 0.35),
         "MMOD @640": (DetectorPlan(hog_pixels=0, mmod_max_side=640), 0.35),
+        "HOG @3MP + mirror + MMOD @640": (DetectorPlan(hog_pixels=3_000_000, mirror=True, mmod_max_side=640), 0.35),
         "ACCURATE default": (PLANS["accurate"], 0.35),
     }
     if with_slow:

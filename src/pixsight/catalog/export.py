@@ -66,7 +66,8 @@ def export_catalog(catalog: Catalog, out: IO[str], *, format: str = "jsonl", wit
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS) if format == "csv" else None
     if writer:
         writer.writeheader()
-    for analysis in iter_analyses(catalog, with_vectors=with_vectors):
+    # load vectors either way so faces keep their embedding_dim, as in `pixsight analyze --jsonl`
+    for analysis in iter_analyses(catalog, with_vectors=True):
         if writer:
             writer.writerow(csv_row(analysis))
         else:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +36,9 @@ from .review import review_reasons
 __all__ = ["Analyzer", "AnalyzeSummary", "Progress", "analyze", "iter_image_paths"]
 
 log = logging.getLogger(__name__)
+
+#: Without a catalog, how many recent results are kept to answer duplicates (memory bound).
+_DEDUP_MEMORY = 512
 
 
 @dataclass
@@ -169,7 +172,7 @@ class Analyzer:
         start = time.perf_counter()
         window = cfg.batch_size + cfg.workers * 2
         pending: deque[tuple[_Item, Future | None]] = deque()
-        seen_in_run: dict[str, Analysis] = {}
+        seen_in_run: OrderedDict[str, Analysis] = OrderedDict()  # only used without a catalog
         path_iter = iter(paths)
 
         def finish(item: _Item, analysis: Analysis, image: LoadedImage | None, *, reused: bool) -> None:
@@ -182,8 +185,12 @@ class Analyzer:
             summary.images += 1
             if analysis.status == "ok":
                 summary.ok += 1
-                if analysis.sha256:
-                    seen_in_run.setdefault(analysis.sha256, analysis)
+                if analysis.sha256 and catalog is None:
+                    # without a catalog, remember recent results so duplicates are analysed once
+                    seen_in_run[analysis.sha256] = analysis
+                    seen_in_run.move_to_end(analysis.sha256)
+                    if len(seen_in_run) > _DEDUP_MEMORY:
+                        seen_in_run.popitem(last=False)
             else:
                 summary.failed += 1
             summary.reused += int(reused)

@@ -6,13 +6,14 @@ Detection combines what dlib ships (see ``docs/faces.md`` for the measurements b
   side views, front rotated left/right) on the image resized to a fixed pixel budget
   (1.5 MP): small photos are upsampled (up to 2x, so faces down to ~40 px are found) and
   big ones downsampled, so the cost is constant (~110 ms per image on one core here).
-- ``"accurate"``: HOG at 3 MP and on the mirrored image, plus the MMOD CNN detector on
-  the image bounded to 640 px, merged with non-maximum suppression. Finds more small and
+- ``"accurate"``: HOG at 3 MP plus the MMOD CNN detector on the image bounded to 640 px,
+  merged with non-maximum suppression (a mirrored HOG pass is available in
+  :class:`DetectorPlan` but measured +1 face / +1 false positive, so it is off). Finds more small and
   non-frontal faces; costs seconds per image on CPU.
 
 Raw detector margins are mapped to [0, 1] by a fixed logistic per detector
-(:func:`calibrate_score`): 0.5 is the detector's own default threshold, and the slope was
-read off the recall benchmark (``benchmarks/bench_faces_recall.py``).
+(:func:`calibrate_score`), read off the recall benchmark (``benchmarks/bench_faces_recall.py``);
+the default ``min_score`` 0.35 is a little stricter than dlib's own HOG threshold.
 
 Embeddings are dlib's native 128-D ResNet descriptors of aligned 150 px face chips. They
 are *not* L2-normalised (their norm is about 1.4), so that dlib's published convention
@@ -64,9 +65,12 @@ log = logging.getLogger(__name__)
 HOG_FILTERS: tuple[str, ...] = ("hog-front", "hog-left", "hog-right", "hog-front-rot-left", "hog-front-rot-right")
 
 #: Logistic calibration per detector: unit = 1 / (1 + exp(-(raw - center) / width)).
-#: The centre is each detector's own default threshold (raw 0.0 -> 0.5); the width was read
-#: off the benchmark (raw -0.45..-0.1: ~2/3 true, 0.25..0.7: all true on that set).
-CALIBRATION: dict[str, tuple[float, float]] = {"hog": (0.0, 0.25), "mmod": (0.0, 0.3)}
+#: Read off benchmarks/bench_faces_recall.py (composites + real photos, HOG at 1-3 MP):
+#: HOG margins >= 0.15 were all true faces, 0..0.15 mostly (11/13; the misses were on the
+#: astronaut's suit), below 0 the side-view and rotated filters were mostly wrong. So raw
+#: 0.2 -> 0.5 and the default min_score 0.35 keeps raw >= ~0.08. MMOD: every detection
+#: at its own threshold (0.0) was a face on that set, so raw 0.0 -> 0.5.
+CALIBRATION: dict[str, tuple[float, float]] = {"hog": (0.2, 0.2), "mmod": (0.0, 0.3)}
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class DetectorPlan:
 #: The named detector modes (``FacesOptions.detector``).
 PLANS: dict[str, DetectorPlan] = {
     "fast": DetectorPlan(),
-    "accurate": DetectorPlan(hog_pixels=3_000_000, mirror=True, mmod_max_side=640),
+    "accurate": DetectorPlan(hog_pixels=3_000_000, mmod_max_side=640),
 }
 
 
@@ -118,7 +122,7 @@ def calibrate_score(raw: np.ndarray | float, detector: str) -> np.ndarray:
 
     Monotone in ``raw``; 0.5 at the fitted centre.
 
-    >>> float(calibrate_score(0.0, "hog"))
+    >>> float(calibrate_score(0.2, "hog"))
     0.5
     >>> bool(calibrate_score(1.0, "mmod") > calibrate_score(0.5, "mmod"))
     True

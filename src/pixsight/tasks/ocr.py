@@ -123,11 +123,10 @@ class OcrStage:
             import cv2
 
             gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC)
-        work = flatten_illumination(gray) if s.flatten else gray
         if s.engine == "rapidocr":
-            texts, scores, polys = self._read_rapid(work, gray)
+            texts, scores, polys = self._read_rapid(gray)
         else:
-            texts, scores, polys = self._read_tesseract(work)
+            texts, scores, polys = self._read_tesseract(flatten_illumination(gray) if s.flatten else gray)
         keep = [i for i, (t, sc) in enumerate(zip(texts, scores))
                 if t.strip() and sc >= s.min_line_score and not _looks_like_noise(t, sc)]
         if not keep:
@@ -150,22 +149,34 @@ class OcrStage:
             text=join_rows([[remap[i] for i in row] for row in rows], [texts[i] for i in order]),
         )
 
-    def _read_rapid(self, work: np.ndarray, gray: np.ndarray) -> tuple[list[str], list[float], np.ndarray]:
+    def _read_rapid(self, gray: np.ndarray) -> tuple[list[str], list[float], np.ndarray]:
         assert self._rapid is not None  # guaranteed by __init__
         s = self.settings
-        work3 = np.repeat(work[..., None], 3, axis=2)
-        found = self._rapid.detect(work3, max_side=s.det_max_side)
+        h, w = gray.shape
+        # detect on a copy at most det_max_side wide: the no-text case never touches full size
+        det_scale = min(1.0, s.det_max_side / max(h, w))
+        small = gray
+        if det_scale < 1.0:
+            import cv2
+
+            small = cv2.resize(gray, (max(1, round(w * det_scale)), max(1, round(h * det_scale))),
+                               interpolation=cv2.INTER_AREA)
+        small = flatten_illumination(small) if s.flatten else small
+        found = self._rapid.detect(np.repeat(small[..., None], 3, axis=2), max_side=s.det_max_side)
         if not len(found):
             return [], [], np.zeros((0, 4, 2), np.float32)
-        results = self._rapid.recognize([crop_line(work3, p, min_height=s.rec_min_height) for p in found.polygons])
+        polygons = found.polygons / np.float32(det_scale)
+        work = flatten_illumination(gray) if s.flatten else gray
+        work3 = np.repeat(work[..., None], 3, axis=2)
+        results = self._rapid.recognize([crop_line(work3, p, min_height=s.rec_min_height) for p in polygons])
         doubtful = [i for i, (_, sc) in enumerate(results) if sc < s.recheck_below] if s.flatten else []
         if doubtful:
             raw3 = np.repeat(gray[..., None], 3, axis=2)
-            again = self._rapid.recognize([crop_line(raw3, found.polygons[i], min_height=s.rec_min_height) for i in doubtful])
+            again = self._rapid.recognize([crop_line(raw3, polygons[i], min_height=s.rec_min_height) for i in doubtful])
             for i, second in zip(doubtful, again):
                 if second[1] > results[i][1]:
                     results[i] = second
-        return [t for t, _ in results], [sc for _, sc in results], found.polygons
+        return [t for t, _ in results], [sc for _, sc in results], polygons
 
     def _read_tesseract(self, work: np.ndarray) -> tuple[list[str], list[float], np.ndarray]:
         assert self._tesseract is not None  # guaranteed by __init__
