@@ -103,6 +103,7 @@ class Catalog:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
@@ -119,6 +120,8 @@ class Catalog:
                     path=str(self.path),
                 )
         except sqlite3.DatabaseError as err:
+            if getattr(self, "_db", None) is not None:
+                self._db.close()
             raise CatalogError(f"cannot open catalog: {err}", path=str(self.path)) from err
 
     # -- lifecycle -------------------------------------------------------------------------

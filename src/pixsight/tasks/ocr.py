@@ -63,6 +63,7 @@ class OcrSettings:
     flatten: bool = True  # divide out uneven lighting before OCR
     recheck_below: float = 0.9  # re-read lines scoring below this from the raw pixels
     det_max_side: int = 1280  # the detector sees at most this many pixels per side
+    probe_side: int = 640  # first look for any text at this size; none found -> done (0: off)
     min_line_score: float = 0.5  # lines below are dropped as noise
     upscale_below: int = 200  # images smaller than this (longer side) are enlarged
     rec_min_height: int = 48  # line crops lower than this are enlarged (bicubic) before reading
@@ -153,16 +154,16 @@ class OcrStage:
         assert self._rapid is not None  # guaranteed by __init__
         s = self.settings
         h, w = gray.shape
-        # detect on a copy at most det_max_side wide: the no-text case never touches full size
+        # detect on a copy at most det_max_side wide: the no-text case never touches full size.
+        # A cheap probe at probe_side first: most photos have no text and stop there.
         det_scale = min(1.0, s.det_max_side / max(h, w))
-        small = gray
-        if det_scale < 1.0:
-            import cv2
-
-            small = cv2.resize(gray, (max(1, round(w * det_scale)), max(1, round(h * det_scale))),
-                               interpolation=cv2.INTER_AREA)
+        small = _resized(gray, det_scale)
         small = flatten_illumination(small) if s.flatten else small
-        found = self._rapid.detect(np.repeat(small[..., None], 3, axis=2), max_side=s.det_max_side)
+        small3 = np.repeat(small[..., None], 3, axis=2)
+        if s.probe_side and max(small.shape) > s.probe_side * 1.25:
+            if not len(self._rapid.detect(small3, max_side=s.probe_side)):
+                return [], [], np.zeros((0, 4, 2), np.float32)
+        found = self._rapid.detect(small3, max_side=s.det_max_side)
         if not len(found):
             return [], [], np.zeros((0, 4, 2), np.float32)
         polygons = found.polygons / np.float32(det_scale)
@@ -188,6 +189,15 @@ class OcrStage:
         """Drop the engines (ONNX sessions are freed with them). Safe to call twice."""
         self._rapid = None
         self._tesseract = None
+
+
+def _resized(gray: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return gray
+    import cv2
+
+    h, w = gray.shape
+    return cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def _looks_like_noise(text: str, score: float) -> bool:
@@ -246,6 +256,7 @@ def create_stage(spec: ModelSpec, config: AnalyzeConfig, tasks: tuple[str, ...] 
             flatten=bool(o.get("flatten", True)),
             recheck_below=float(o.get("recheck_below", 0.9)),
             det_max_side=int(o.get("det_max_side", 1280)),
+            probe_side=int(o.get("probe_side", 640)),
             min_line_score=float(opts.min_line_score),
             lang=str(o.get("lang", "eng")),
         )
