@@ -31,6 +31,8 @@ from ..core.image import IMAGE_EXTENSIONS, LoadedImage, load_image
 from ..core.types import Analysis
 from ..tasks import build_stages, model_for_task, resolve_tasks
 from ..tasks.base import Stage
+from ..models.runtime import default_threads
+from .process_stage import ProcessStage
 from .review import review_reasons
 
 __all__ = ["Analyzer", "AnalyzeSummary", "Progress", "analyze", "iter_image_paths"]
@@ -121,7 +123,10 @@ class Analyzer:
         self.models: dict[str, str] = {
             t: self.registry.get(model_for_task(t, self.config)).key for t in self.tasks
         }
-        self.stages: list[Stage] = build_stages(self.tasks, self.config, self.registry) if self.tasks else []
+        isolate = ProcessStage if (self.config.parallel_stages and default_threads() > 1) else None
+        self.stages: list[Stage] = (
+            build_stages(self.tasks, self.config, self.registry, isolate=isolate) if self.tasks else []
+        )
         sides = [s.info.max_side for s in self.stages]
         self.decode_side: int | None = None if (not sides or None in sides) else max(sides)  # type: ignore[type-var]
         workers = max(1, len(self.stages)) if self.config.parallel_stages else 1

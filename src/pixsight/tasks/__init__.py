@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from ..core.config import AnalyzeConfig
 from ..core.errors import ConfigError, ModelUnavailableError
@@ -77,10 +77,19 @@ def _stage_module(spec: ModelSpec) -> str:
     return _STAGE_MODULES[kind]
 
 
-def build_stages(tasks: tuple[str, ...], config: AnalyzeConfig, registry: Any) -> list[Stage]:
+def build_stages(
+    tasks: tuple[str, ...],
+    config: AnalyzeConfig,
+    registry: Any,
+    *,
+    isolate: Callable[[str, ModelSpec, AnalyzeConfig, tuple[str, ...]], Stage] | None = None,
+) -> list[Stage]:
     """One stage per model family; tasks answered by the same model share one stage.
 
     (The ImageNet classifier answers ``classify`` and ``embed`` with one forward pass.)
+    A task module that declares ``GIL_BOUND = True`` (dlib holds the GIL) is built with
+    ``isolate(module_name, spec, config, tasks)`` when given — the analyzer passes a
+    factory that runs the stage in its own process.
     """
     groups: dict[tuple[str, str], tuple[ModelSpec, list[str]]] = {}
     for task in tasks:
@@ -94,7 +103,10 @@ def build_stages(tasks: tuple[str, ...], config: AnalyzeConfig, registry: Any) -
     try:
         for (module_name, _), (spec, group_tasks) in groups.items():
             module = importlib.import_module(module_name)
-            stages.append(module.create_stage(spec, config, tuple(group_tasks)))
+            if isolate is not None and getattr(module, "GIL_BOUND", False):
+                stages.append(isolate(module_name, spec, config, tuple(group_tasks)))
+            else:
+                stages.append(module.create_stage(spec, config, tuple(group_tasks)))
     except BaseException:
         for stage in stages:
             stage.close()

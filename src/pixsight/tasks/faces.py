@@ -59,6 +59,10 @@ __all__ = [
     "create_stage",
 ]
 
+
+#: dlib holds the GIL: the analyzer runs this stage in its own process to use both cores.
+GIL_BOUND = True
+
 log = logging.getLogger(__name__)
 
 #: Names of the five filters inside dlib's HOG detector, by the index ``run`` returns.
