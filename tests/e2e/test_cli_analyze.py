@@ -184,3 +184,55 @@ def test_kill_9_mid_run_then_resume(tmp_path: Path) -> None:
     assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 2 * n
     assert con.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == n
     assert "already in catalog" in resumed.stderr
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc")
+def test_kill_9_leaves_no_worker_process_behind(tmp_path: Path) -> None:
+    """The faces stage runs in a child process; killing the analyzer must not orphan it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from skimage import data
+
+    src = tmp_path / "faces"
+    for i in range(30):
+        save_jpeg(src / f"a{i}.jpg", data.astronaut()[i:, :])
+    proc = subprocess.Popen([sys.executable, "-m", "pixsight", "analyze", str(src), "--tasks", "faces",
+                             "--db", str(tmp_path / "c.sqlite"), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    kids: list[int] = []
+    while time.time() < deadline and proc.poll() is None and not kids:
+        time.sleep(0.2)
+        kids = _children(proc.pid)
+    if proc.poll() is not None or not kids:
+        pytest.skip("no worker process was started (single core?)")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    alive = kids
+    while time.time() < deadline and alive:
+        time.sleep(0.2)
+        alive = [k for k in kids if Path(f"/proc/{k}").exists()
+                 and Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    for k in alive:
+        os.kill(k, signal.SIGKILL)
+    assert not alive, f"worker processes {alive} outlived the killed analyzer"

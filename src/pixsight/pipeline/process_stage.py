@@ -13,6 +13,9 @@ from __future__ import annotations
 import importlib
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Sequence
 
@@ -44,8 +47,18 @@ class RemoteStageError(PixsightError):
         return self.type_name
 
 
+def _exit_when_orphaned(parent: int) -> None:
+    """If the analyzer is killed (even with ``kill -9``) the child must not linger."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def _child_init(module_name: str, spec: dict[str, Any], config: AnalyzeConfig, tasks: tuple[str, ...]) -> None:
     global _CHILD_STAGE
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True,
+                     name="pixsight-orphan-watch").start()
     module = importlib.import_module(module_name)
     _CHILD_STAGE = module.create_stage(ModelSpec.from_dict(spec), config, tasks)
 
