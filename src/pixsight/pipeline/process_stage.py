@@ -1,22 +1,28 @@
 """Run a GIL-bound stage (dlib holds the GIL) in its own process so both cores work.
 
-The child process builds the real stage once (``create_stage`` of the task module) and
-answers ``run`` calls; images and results travel by pickle (a 1280 px image is ~5 MB,
-a few ms). Exceptions for single images come back as :class:`RemoteStageError` carrying
-the original type name and message, so the analyzer records them like local ones.
+The worker is a plain ``python -m pixsight.pipeline.stage_worker`` subprocess talking
+pickle over its stdin/stdout pipes — not ``multiprocessing``, whose "spawn" start would
+re-run an unguarded user script (no ``if __name__ == "__main__"``) and whose "fork" is
+unsafe once ONNX Runtime threads exist. The worker builds the real stage once
+(``create_stage`` of the task module) and answers ``run`` calls; images and results travel
+by pickle (a 1280 px image is ~5 MB, a few ms). It exits when its stdin closes, so it
+never outlives the analyzer, even after ``kill -9``.
+
+Exceptions for single images come back as :class:`RemoteStageError` with the original
+type name and message, so the analyzer records them like local ones.
 
 >>> # stage = ProcessStage("pixsight.tasks.faces", spec, config, ("faces",))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
 import threading
-import time
-from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..core.config import AnalyzeConfig
@@ -25,15 +31,13 @@ from ..core.image import LoadedImage
 from ..models.spec import ModelSpec
 from ..tasks.base import StageInfo, StageOutput
 
-__all__ = ["ProcessStage", "RemoteStageError"]
+__all__ = ["ProcessStage", "RemoteStageError", "StageWorkerError"]
 
 log = logging.getLogger(__name__)
 
-_CHILD_STAGE: Any = None  # the stage object inside the child process
-
 
 class RemoteStageError(PixsightError):
-    """An error raised inside a stage's child process (``type`` names the original)."""
+    """An error raised inside a stage's worker process (``type`` names the original)."""
 
     def __init__(self, type_name: str, message: str) -> None:
         self.type_name = type_name
@@ -47,54 +51,68 @@ class RemoteStageError(PixsightError):
         return self.type_name
 
 
-def _exit_when_orphaned(parent: int) -> None:
-    """If the analyzer is killed (even with ``kill -9``) the child must not linger."""
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            os._exit(1)
+class StageWorkerError(PixsightError):
+    """The worker process failed to start or died."""
 
 
-def _child_init(module_name: str, spec: dict[str, Any], config: AnalyzeConfig, tasks: tuple[str, ...]) -> None:
-    global _CHILD_STAGE
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True,
-                     name="pixsight-orphan-watch").start()
-    module = importlib.import_module(module_name)
-    _CHILD_STAGE = module.create_stage(ModelSpec.from_dict(spec), config, tasks)
-
-
-def _child_info() -> StageInfo:
-    return _CHILD_STAGE.info
-
-
-def _portable(out: StageOutput) -> StageOutput:
-    if isinstance(out, Exception):
+def portable(out: StageOutput) -> StageOutput:
+    """An output that pickles safely across processes (exceptions become RemoteStageError)."""
+    if isinstance(out, Exception) and not isinstance(out, RemoteStageError):
         kind = out.type if isinstance(out, PixsightError) else type(out).__name__
         return RemoteStageError(kind, str(out) or kind)
     return out
 
 
-def _child_run(images: list[LoadedImage]) -> list[StageOutput]:
-    return [_portable(o) for o in _CHILD_STAGE.run(images)]
-
-
 class ProcessStage:
-    """A :class:`~pixsight.tasks.base.Stage` whose work happens in a child process."""
+    """A :class:`~pixsight.tasks.base.Stage` whose work happens in a worker process."""
 
     def __init__(self, module_name: str, spec: ModelSpec, config: AnalyzeConfig, tasks: tuple[str, ...]) -> None:
-        ctx = multiprocessing.get_context("spawn")  # never fork a process that runs ORT threads
-        self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=_child_init,
-            initargs=(module_name, spec.to_dict(), config, tasks),
+        import pixsight
+
+        env = dict(os.environ)
+        src = str(Path(pixsight.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "pixsight.pipeline.stage_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
+        self.info: StageInfo = StageInfo(tasks=tasks)
         try:
-            self.info: StageInfo = self._pool.submit(_child_info).result()
+            self.info = self._call(("init", module_name, spec.to_dict(), config, tasks))
         except BaseException:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self.close()
             raise
 
+    def _call(self, message: tuple[Any, ...]) -> Any:
+        with self._lock:
+            if self._proc.poll() is not None:
+                raise StageWorkerError(f"the {self.info.tasks} worker process exited (code {self._proc.returncode})")
+            try:
+                pickle.dump(message, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[arg-type]
+                self._proc.stdin.flush()  # type: ignore[union-attr]
+                status, payload = pickle.load(self._proc.stdout)  # type: ignore[arg-type]
+            except (EOFError, OSError, pickle.UnpicklingError) as err:
+                raise StageWorkerError(f"the {self.info.tasks} worker process died: {err or type(err).__name__}") from err
+        if status == "error":
+            type_name, text = payload
+            raise RemoteStageError(type_name, text)
+        return payload
+
     def run(self, images: Sequence[LoadedImage]) -> list[StageOutput]:
-        return self._pool.submit(_child_run, list(images)).result()
+        return self._call(("run", list(images)))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        proc = self._proc
+        if proc.poll() is None:
+            try:
+                proc.stdin.close()  # type: ignore[union-attr]  # EOF: the worker exits
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()  # type: ignore[union-attr]
+            except OSError:
+                pass

