@@ -33,6 +33,7 @@ from ..tasks import build_stages, model_for_task, resolve_tasks
 from ..tasks.base import Stage
 from ..models.runtime import default_threads
 from .process_stage import ProcessStage
+from ._malloc import limit_arenas, trim
 from .review import review_reasons
 
 __all__ = ["Analyzer", "AnalyzeSummary", "Progress", "analyze", "iter_image_paths"]
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Without a catalog, how many recent results are kept to answer duplicates (memory bound).
 _DEDUP_MEMORY = 512
+#: Return freed heap pages to the OS every this many batches (keeps peak memory flat).
+_TRIM_EVERY = 4
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Analyzer:
     def __init__(self, config: AnalyzeConfig | None = None, *, registry: Any = None) -> None:
         from ..models.registry import get_registry
 
+        limit_arenas(2)
         self.config = config or AnalyzeConfig()
         self.registry = registry or get_registry()
         self.tasks, self.skipped_tasks = resolve_tasks(self.config, self.registry)
@@ -235,6 +239,7 @@ class Analyzer:
         with ThreadPoolExecutor(cfg.workers, thread_name_prefix="pixsight-decode") as self._decode_pool:
             for _ in range(window):
                 submit_next()
+            batches = 0
             while pending:
                 item, fut = pending.popleft()
                 submit_next()
@@ -255,6 +260,9 @@ class Analyzer:
                 if len(batch) >= cfg.batch_size:
                     self._flush(batch, finish)
                     batch = []
+                    batches += 1
+                    if batches % _TRIM_EVERY == 0:
+                        trim()
             if batch:
                 self._flush(batch, finish)
         summary.elapsed_s = time.perf_counter() - start
