@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -54,3 +55,17 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
     with atomic_writer(path, "w", encoding=encoding) as fh:
         fh.write(text)
+
+
+def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks.
+
+    >>> import tempfile; p = tempfile.mktemp(); _ = open(p, "wb").write(b"abc")
+    >>> sha256_file(p)[:12]
+    'ba7816bf8f01'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -44,7 +43,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..core.errors import ModelUnavailableError, WeightsError
-from ..core.fileio import atomic_write_text
+from ..core.fileio import atomic_write_text, sha256_file
 from .spec import ModelSpec
 from .weights import models_cache_dir, package_file
 
@@ -82,14 +81,6 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def onnx_cache_name(stem: str, source_sha256: str) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..core.errors import WeightsError
+from ..core.fileio import sha256_file
 from .spec import ModelSpec, WeightsSource
 from .weights import local_path
 
@@ -80,19 +81,6 @@ def pull(
         paths.append(download(source, model=spec.name, progress=progress, timeout=timeout, max_bytes=max_bytes))
     return paths
 
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks.
-
-    >>> import tempfile; p = tempfile.mktemp(); _ = open(p, "wb").write(b"abc")
-    >>> sha256_file(p)[:12]
-    'ba7816bf8f01'
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
