@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 #: Without a catalog, how many recent results are kept to answer duplicates (memory bound).
 _DEDUP_MEMORY = 512
 #: Return freed heap pages to the OS every this many batches (keeps peak memory flat).
-_TRIM_EVERY = 4
+_TRIM_EVERY = 1
 
 
 @dataclass
