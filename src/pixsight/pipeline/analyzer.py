@@ -120,7 +120,7 @@ class Analyzer:
     def __init__(self, config: AnalyzeConfig | None = None, *, registry: Any = None) -> None:
         from ..models.registry import get_registry
 
-        limit_arenas(2)
+        limit_arenas(1)
         self.config = config or AnalyzeConfig()
         self.registry = registry or get_registry()
         self.tasks, self.skipped_tasks = resolve_tasks(self.config, self.registry)
