@@ -38,8 +38,9 @@ import numpy as np
 from PIL import Image
 
 
-def make_jpegs(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
-    """``n`` JPEG photos in ``folder``: 640x480 (2 of 3) and 1600x1200 (1 of 3)."""
+def make_jpegs(folder: Path, n: int, *, seed: int = 0, short_side: int | None = None) -> list[Path]:
+    """``n`` JPEG photos in ``folder``: 640x480 (2 of 3) and 1600x1200 (1 of 3), or all with
+    the shorter side ``short_side`` (4:3) when given (e.g. 224: the model's own input size)."""
     from skimage import data
 
     sources = [data.chelsea(), data.coffee(), data.rocket(), data.astronaut(), data.stereo_motorcycle()[0],
@@ -54,6 +55,8 @@ def make_jpegs(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
         cw, ch = int(w * frac), int(h * frac)
         x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
         size = (1600, 1200) if i % 3 == 2 else (640, 480)
+        if short_side:
+            size = (round(short_side * 4 / 3), short_side)
         if ch > cw:  # keep portrait photos portrait
             size = size[::-1]
         img = src.resize(size, Image.Resampling.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch))
@@ -181,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds, each timing pixsight then the baseline (median and best reported)")
     parser.add_argument("--baseline-n", type=int, default=100,
                         help="images for the (slow) baseline, the first of the N (default 100)")
+    parser.add_argument("--short-side", type=int, help="make every JPEG this small (e.g. 224) instead of photo sizes")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-int8", action="store_true", help="do not time the INT8 variant")
     args = parser.parse_args(argv)
@@ -193,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ONNX model: {onnx_path} (ready in {time.perf_counter() - t:.1f} s)")
     print(f"CPUs available: {len(os.sched_getaffinity(0))}; load average: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="pixsight-bench-") as tmp:
-        paths = make_jpegs(Path(tmp), args.n)
+        paths = make_jpegs(Path(tmp), args.n, short_side=args.short_side)
         mb = sum(p.stat().st_size for p in paths) / 1e6
-        print(f"{len(paths)} JPEGs ({mb:.1f} MB; 640x480 and 1600x1200) in {tmp}")
+        sizes = f"{round(args.short_side * 4 / 3)}x{args.short_side}" if args.short_side else "640x480 and 1600x1200"
+        print(f"{len(paths)} JPEGs ({mb:.1f} MB; {sizes}) in {tmp}")
         spec8, int8_line = (None, "") if args.skip_int8 else int8_spec(Path(tmp))
         if int8_line:
             print(int8_line)
