@@ -236,3 +236,28 @@ def test_kill_9_leaves_no_worker_process_behind(tmp_path: Path) -> None:
     for k in alive:
         os.kill(k, signal.SIGKILL)
     assert not alive, f"worker processes {alive} outlived the killed analyzer"
+
+
+def test_non_utf8_file_names_are_analysed_and_escaped(tmp_path: Path) -> None:
+    """Linux file names are bytes; a Latin-1 name must not crash JSON, SQLite or HTML."""
+    import json
+    import os
+
+    from skimage import data
+
+    d = tmp_path / "names"
+    d.mkdir()
+    weird = os.fsdecode(bytes(d) + b"/caf\xe9.jpg")
+    Image.fromarray(data.chelsea()).save(weird, "JPEG")
+    save_jpeg(d / "ünïcödé.jpg", data.coffee())
+    db = tmp_path / "c.sqlite"
+    proc = run_cli("analyze", str(d), "--tasks", "classify", "--db", str(db), "--jsonl", "-",
+                   "--annotate", str(tmp_path / "ov"), "--report", str(tmp_path / "r.html"))
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(Path(r["path"]).name for r in jsonl(proc.stdout))
+    assert names == ["caf\\xe9.jpg", "ünïcödé.jpg"]
+    assert len(list((tmp_path / "ov").iterdir())) == 2
+    assert "caf\\xe9.jpg" in (tmp_path / "r.html").read_text(encoding="utf-8")
+    for key in (str(d / "caf\\xe9.jpg"), weird):  # as printed, and the real name typed in a shell
+        shown = run_cli("show", key, "--db", str(db))
+        assert shown.returncode == 0 and "cat" in json.loads(shown.stdout)["classify"]["labels"][0]["label"]

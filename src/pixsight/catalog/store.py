@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..core.errors import CatalogError
+from ..core.fileio import printable_path
 from ..core.types import RESULT_TYPES, Analysis, Embedding, Faces
 
 __all__ = ["Catalog", "SCHEMA_VERSION", "default_db_path"]
@@ -220,10 +221,10 @@ class Catalog:
 
     def find(self, key: str) -> list[str]:
         """sha256s matching a path (absolute or as given), a sha256, or a sha256 prefix (>= 8 chars)."""
-        key = key.strip()
+        key = printable_path(key.strip())
         out = [r[0] for r in self._db.execute(
             "SELECT DISTINCT sha256 FROM files WHERE (path=? OR path=?) AND sha256 IS NOT NULL",
-            (key, os.path.abspath(key)),
+            (key, printable_path(os.path.abspath(key))),
         )]
         if not out and len(key) >= 8 and all(c in "0123456789abcdef" for c in key.lower()):
             out = [r[0] for r in self._db.execute(
@@ -234,7 +235,7 @@ class Catalog:
     def file_error(self, path: str) -> dict[str, str] | None:
         row = self._db.execute(
             "SELECT error_type, error_message FROM files WHERE (path=? OR path=?) AND status='error'",
-            (path, os.path.abspath(path)),
+            (printable_path(path), printable_path(os.path.abspath(path))),
         ).fetchone()
         return {"type": row[0], "message": row[1]} if row else None
 

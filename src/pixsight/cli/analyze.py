@@ -123,8 +123,9 @@ def run_analyze(args: argparse.Namespace) -> int:
                 wanted = min(_PICTURE_SIDE, max(analysis.width or 0, analysis.height or 0))
                 if image is None or max(image.pixels.shape[:2]) < wanted:
                     # reused from the catalog, or decoded small for the models: decode for the pictures
+                    source = image.path if image is not None and image.path else analysis.path
                     try:
-                        image = load_image(analysis.path, max_side=_PICTURE_SIDE, limits=config.limits)
+                        image = load_image(source, max_side=_PICTURE_SIDE, limits=config.limits)
                     except PixsightError:
                         image = None
                 pixels = image.pixels if image is not None else None

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import PixsightError
+from ..core.fileio import printable_path
 from .common import default_db, fail, usage_error
 
 __all__ = ["register"]
@@ -48,12 +49,12 @@ def run_show(args: argparse.Namespace) -> int:
         if not shas:
             err = catalog.file_error(args.key)
             if err is not None:
-                print(json.dumps({"path": args.key, "status": "error", "error": err}, indent=2))
+                print(json.dumps({"path": printable_path(args.key), "status": "error", "error": err}, indent=2))
                 return 0
-            return fail(f"{args.key!r} is not in the catalog {catalog.path}")
+            return fail(f"{printable_path(args.key)!r} is not in the catalog {catalog.path}")
         if len(shas) > 1:
-            return usage_error(f"{args.key!r} matches {len(shas)} images; give more of the sha256")
-        analysis = catalog.load_analysis(shas[0], path=args.key if Path(args.key).exists() else None,
+            return usage_error(f"{printable_path(args.key)!r} matches {len(shas)} images; give more of the sha256")
+        analysis = catalog.load_analysis(shas[0], path=printable_path(args.key) if Path(args.key).exists() else None,
                                          with_vectors=args.with_vectors)
         assert analysis is not None
         print(json.dumps(analysis.to_dict(with_vectors=args.with_vectors), indent=2, ensure_ascii=False))

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "sha256_file", "printable_path", "printable"]
 
 
 @contextlib.contextmanager
@@ -69,3 +69,22 @@ def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def printable_path(path: str | os.PathLike[str]) -> str:
+    r"""A path as valid UTF-8 text for JSON, SQLite and HTML.
+
+    File names are bytes on Linux; a name that is not UTF-8 (say Latin-1 ``caf\xe9``)
+    decodes to lone surrogates, which no UTF-8 writer accepts. Those bytes become ``\xNN``.
+
+    >>> printable_path(b"caf\xe9.jpg".decode("utf-8", "surrogateescape"))
+    'caf\\xe9.jpg'
+    >>> printable_path("ok ünïcödé.jpg")
+    'ok ünïcödé.jpg'
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """``text`` with any lone surrogates escaped, so it encodes as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

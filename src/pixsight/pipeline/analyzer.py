@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from ..catalog.store import Catalog
 from ..core.config import AnalyzeConfig
 from ..core.errors import PixsightError
+from ..core.fileio import printable, printable_path
 from ..core.image import IMAGE_EXTENSIONS, LoadedImage, load_image
 from ..core.types import Analysis
 from ..tasks import build_stages, model_for_task, resolve_tasks
@@ -101,8 +102,9 @@ def iter_image_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
 
 @dataclass
 class _Item:
-    path: str
-    abspath: str
+    path: str  # as given, for reading the file (may hold surrogates for non-UTF-8 names)
+    abspath: str  # printable absolute path: the catalog key
+    display: str = ""  # printable path as given: what results and messages show
     size: int | None = None
     mtime_ns: int | None = None
     image: LoadedImage | None = None
@@ -151,7 +153,8 @@ class Analyzer:
     # -- single images ---------------------------------------------------------------------
     def analyze_bytes(self, data: bytes, *, name: str = "<upload>") -> Analysis:
         """Analyse one in-memory image (what the HTTP API calls)."""
-        item = _Item(path=name, abspath=name, size=len(data))
+        name = printable(name)
+        item = _Item(path=name, abspath=name, display=name, size=len(data))
         t0 = time.perf_counter()
         try:
             item.image = load_image(data, max_side=self.decode_side, limits=self.config.limits, name=name)
@@ -219,18 +222,19 @@ class Analyzer:
             raw = next(path_iter, None)
             if raw is None:
                 return
-            item = _Item(path=raw, abspath=os.path.abspath(raw))
+            item = _Item(path=raw, abspath=printable_path(os.path.abspath(raw)), display=printable_path(raw))
             try:
                 st = os.stat(raw)
                 item.size, item.mtime_ns = st.st_size, st.st_mtime_ns
             except OSError as err:
-                item.analysis = _error_analysis(raw, PixsightError(f"cannot read file: {err.strerror}", path=raw))
+                item.analysis = _error_analysis(
+                    item.display, PixsightError(f"cannot read file: {err.strerror}", path=item.display))
                 pending.append((item, None))
                 return
             if catalog is not None:
                 sha = catalog.known_file(item.abspath, item.size, item.mtime_ns)
                 if sha and catalog.has_results(sha, self.models):
-                    item.analysis = self._stored(catalog, sha, raw)
+                    item.analysis = self._stored(catalog, sha, item.display)
                     pending.append((item, None))
                     return
             pending.append((item, self._decode_pool.submit(self._decode, item)))
@@ -251,10 +255,10 @@ class Analyzer:
                 assert item.image is not None
                 sha = item.image.sha256
                 if sha in seen_in_run:
-                    finish(item, replace(seen_in_run[sha], path=item.path), None, reused=True)
+                    finish(item, replace(seen_in_run[sha], path=item.display), None, reused=True)
                     continue
                 if catalog is not None and catalog.has_results(sha, self.models):
-                    finish(item, self._stored(catalog, sha, item.path), None, reused=True)
+                    finish(item, self._stored(catalog, sha, item.display), None, reused=True)
                     continue
                 batch.append(item)
                 if len(batch) >= cfg.batch_size:
@@ -282,7 +286,7 @@ class Analyzer:
             image = load_image(item.path, max_side=self.decode_side, limits=self.config.limits)
             item.image = replace(image, path=item.path)
         except Exception as err:  # noqa: BLE001 - every failure becomes a per-file error
-            item.analysis = _error_analysis(item.path, err)
+            item.analysis = _error_analysis(item.display, err)
         item.decode_ms = (time.perf_counter() - t0) * 1000
 
     def _flush(self, batch: list[_Item], finish: Callable[..., None]) -> None:
@@ -294,7 +298,7 @@ class Analyzer:
         for item in batch:
             analysis = by_sha[item.image.sha256]  # type: ignore[union-attr]
             first = unique[item.image.sha256] is item  # type: ignore[union-attr]
-            finish(item, analysis if first else replace(analysis, path=item.path), item.image, reused=not first)
+            finish(item, analysis if first else replace(analysis, path=item.display), item.image, reused=not first)
 
     def _run_batch(self, items: list[_Item]) -> list[Analysis]:
         images = [it.image for it in items]
@@ -324,7 +328,7 @@ class Analyzer:
             assert img is not None
             reasons = review_reasons(per_image[i], self.config.review, task_errors=errors[i])
             analyses.append(Analysis(
-                path=item.path, sha256=img.sha256, width=img.width, height=img.height, format=img.format,
+                path=item.display, sha256=img.sha256, width=img.width, height=img.height, format=img.format,
                 bytes=img.nbytes, status="ok", needs_review=bool(reasons), review_reasons=reasons,
                 timings_ms=timings[i], results=per_image[i], task_errors=errors[i],
                 models={t: self.models[t] for t in per_image[i]},
@@ -342,8 +346,8 @@ def _timed_run(stage: Stage, images: list[LoadedImage]) -> tuple[list[Any], floa
 
 def _error_dict(err: BaseException) -> dict[str, str]:
     if isinstance(err, PixsightError):
-        return err.to_dict()
-    return {"type": type(err).__name__, "message": str(err) or type(err).__name__}
+        return {k: printable(v) for k, v in err.to_dict().items()}
+    return {"type": type(err).__name__, "message": printable(str(err) or type(err).__name__)}
 
 
 def _error_analysis(path: str, err: BaseException) -> Analysis:
