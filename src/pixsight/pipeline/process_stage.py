@@ -11,7 +11,7 @@ never outlives the analyzer, even after ``kill -9``.
 Exceptions for single images come back as :class:`RemoteStageError` with the original
 type name and message, so the analyzer records them like local ones.
 
->>> # stage = ProcessStage("pixsight.tasks.faces", spec, config, ("faces",))  # doctest: +SKIP
+>>> stage = ProcessStage("pixsight.tasks.faces", spec, config, ("faces",))  # doctest: +SKIP
 """
 
 from __future__ import annotations

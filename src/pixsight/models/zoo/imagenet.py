@@ -13,10 +13,11 @@ ONNX Runtime. Both entries share that one file and one forward pass
 or ``"int8"`` (:func:`pixsight.models.quantize.ensure_int8_onnx`, built offline from the FP32
 file and refused unless it passes its accuracy gate). Results are keyed by ``name@version``,
 so :func:`with_precision` also changes the version (``"1"`` -> ``"1-int8"``). The INT8
-variant is not registered: on this model it misses the gate (docs/models-imagenet.md).
+variants are registered as opt-in entries (``efficientnet-lite0-int8``, ``-int8-embed``);
+the gate they pass is in docs/models-imagenet.md.
 
 >>> [s.name for s in SPECS]
-['efficientnet-lite0', 'efficientnet-lite0-embed']
+['efficientnet-lite0', 'efficientnet-lite0-embed', 'efficientnet-lite0-int8', 'efficientnet-lite0-int8-embed']
 >>> with_precision(SPECS[0], "int8").key
 'efficientnet-lite0@1-int8'
 
