@@ -261,3 +261,46 @@ def test_non_utf8_file_names_are_analysed_and_escaped(tmp_path: Path) -> None:
     for key in (str(d / "caf\\xe9.jpg"), weird):  # as printed, and the real name typed in a shell
         shown = run_cli("show", key, "--db", str(db))
         assert shown.returncode == 0 and "cat" in json.loads(shown.stdout)["classify"]["labels"][0]["label"]
+
+
+def test_progress_bar_on_a_terminal_keeps_stdout_clean(tmp_path: Path) -> None:
+    """On a terminal, stderr shows a bar with rate and ETA; stdout carries only JSON Lines."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from skimage import data
+
+    src = tmp_path / "in"
+    for i in range(6):
+        save_jpeg(src / f"p{i}.jpg", data.coffee()[i * 10:, :])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pixsight", "analyze", str(src), "--tasks", "classify",
+                             "--db", str(tmp_path / "c.sqlite"), "--jsonl", "-"],
+                            stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "COLUMNS": "120"})
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # read the terminal while the CLI writes, so it never blocks on a full pty
+        while True:
+            try:
+                block = os.read(master, 65536)
+            except OSError:
+                return
+            if not block:
+                return
+            chunks.append(block)
+
+    import threading
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=300)
+    reader.join(timeout=10)
+    os.close(master)
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0
+    assert len(jsonl(out.decode())) == 6  # every stdout line is JSON
+    assert "img/s" in terminal and "ETA" in terminal and "6/6" in terminal
+    assert "throughput" in terminal  # the summary table follows the bar
