@@ -1,3 +1,44 @@
-"""pixsight: offline-first image analysis."""
+"""pixsight: offline-first image analysis.
+
+The public Python API, flat (imported on first use, so ``pixsight`` itself imports fast):
+
+>>> import pixsight
+>>> pixsight.AnalyzeConfig().batch_size
+16
+>>> sorted(pixsight.__all__)[:3]
+['Analysis', 'AnalyzeConfig', 'Analyzer']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "analyze": "pixsight.pipeline.analyzer",
+    "Analyzer": "pixsight.pipeline.analyzer",
+    "AnalyzeConfig": "pixsight.core.config",
+    "ReviewThresholds": "pixsight.core.config",
+    "load_image": "pixsight.core.image",
+    "Analysis": "pixsight.core.types",
+    "Classification": "pixsight.core.types",
+    "TextLines": "pixsight.core.types",
+    "Faces": "pixsight.core.types",
+    "Embedding": "pixsight.core.types",
+    "Catalog": "pixsight.catalog.store",
+    "get_registry": "pixsight.models.registry",
+    "PixsightError": "pixsight.core.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'pixsight' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
