@@ -118,6 +118,10 @@ class _Item:
 class Analyzer:
     """Holds the loaded stages; reusable across runs (the HTTP server keeps one).
 
+    Calls are not re-entrant: one ``run`` or ``analyze_bytes`` at a time per analyzer (a
+    server batches requests into ``run``-sized groups itself). Creating one caps glibc's
+    malloc arenas for the process (see ``pipeline/_malloc.py``), which keeps long runs flat.
+
     >>> with Analyzer(AnalyzeConfig(tasks=("classify",))) as analyzer:   # doctest: +SKIP
     ...     analysis = analyzer.analyze_bytes(open("cat.jpg", "rb").read(), name="cat.jpg")
     """
