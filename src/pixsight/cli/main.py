@@ -31,10 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    from . import analyze, catalog_cmds
+    from . import analyze, catalog_cmds, data
 
     analyze.register(sub)
     catalog_cmds.register(sub)
+    data.register(sub)
     try:
         from .models import register as register_models
     except ImportError:  # pragma: no cover - during development only

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..pipeline.analyzer import AnalyzeSummary, Progress as AnalyzeProgress
 
-__all__ = ["progress_reporter", "print_summary"]
+__all__ = ["progress_reporter", "print_summary", "simple_progress"]
 
 
 @contextlib.contextmanager
@@ -40,6 +40,19 @@ def progress_reporter(console: Console, *, total: int, enabled: bool = True) -> 
 
     with bar:
         yield update
+
+
+@contextlib.contextmanager
+def simple_progress(console: Console, *, total: int, label: str) -> Iterator[Callable[[int, int], None]]:
+    """Yields a ``progress(done, total)`` callback drawing a bar on a terminal only."""
+    if not console.is_terminal:
+        yield lambda done, total: None
+        return
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn(), console=console)
+    task = bar.add_task(label, total=total)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def print_summary(console: Console, summary: AnalyzeSummary, outputs: dict[str, str]) -> None:
