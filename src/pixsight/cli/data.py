@@ -1,13 +1,16 @@
-"""``pixsight data ...``: dataset commands (issue 3; more verbs arrive with the format layer).
+"""``pixsight data ...``: dataset commands (issue 3; validate/split/stats arrive next).
 
 ``pixsight data synth DIR --task classify|detect|segment [--n N] [--seed S]``
+``pixsight data convert SRC DST --to coco|yolo|voc|folders [--from FMT] [--lossy]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+from pathlib import Path
 
 from ..core.errors import PixsightError
 from .common import console_for, fail
@@ -31,6 +34,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--json", action="store_true", help="print the summary as JSON")
     synth.set_defaults(func=run_synth)
 
+    from ..data.formats import FORMATS
+
+    convert = verbs.add_parser("convert", help="convert a dataset between formats",
+                               description="Read SRC (format auto-detected unless --from) and write it to DST "
+                               "in another format, images included. Data the target format cannot hold is an "
+                               "error naming the record, unless --lossy.")
+    convert.add_argument("src", metavar="SRC")
+    convert.add_argument("dst", metavar="DST")
+    convert.add_argument("--to", required=True, choices=FORMATS, dest="to_format")
+    convert.add_argument("--from", choices=FORMATS, dest="from_format", help="source format (default: detect)")
+    convert.add_argument("--lossy", action="store_true", help="drop what the target format cannot hold")
+    convert.set_defaults(func=run_convert)
+
 
 def run_synth(args: argparse.Namespace) -> int:
     from ..data.synth import synth_dataset
@@ -50,4 +66,24 @@ def run_synth(args: argparse.Namespace) -> int:
         for split, info in summary["splits"].items():
             counts = ", ".join(f"{k} {v}" for k, v in info["instances"].items())
             print(f"{split}: {info['images']} images ({counts}) -> {info['path']}")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from ..data.formats import read_dataset, write_dataset
+
+    dst = Path(args.dst)
+    target_dir = dst.parent if dst.suffix.lower() == ".json" else dst
+    if target_dir.exists() and any(target_dir.iterdir()):
+        return fail(f"{target_dir} exists and is not empty; choose a new folder", code=2)
+    created = not target_dir.exists()
+    try:
+        ds = read_dataset(args.src, args.from_format)
+        out = write_dataset(ds, dst, args.to_format, lossy=args.lossy)
+    except PixsightError as err:
+        if created and target_dir.exists():  # never leave a half-written dataset behind
+            shutil.rmtree(target_dir, ignore_errors=True)
+        message = str(err).replace("pass lossy=True", "pass --lossy")
+        return fail(message, code=1)
+    print(f"{len(ds.images)} images, {ds.num_instances()} instances, {len(ds.classes)} classes -> {out}")
     return 0

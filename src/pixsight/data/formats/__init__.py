@@ -1,0 +1,84 @@
+"""Dataset formats: COCO JSON, YOLO txt, Pascal VOC XML and class folders.
+
+:func:`read_dataset` detects the format; :func:`write_dataset` writes one. Each writer
+refuses (``DatasetFormatError``) to drop data its format cannot hold unless ``lossy=True``.
+
+>>> import tempfile, numpy as np
+>>> from PIL import Image
+>>> from pixsight.data.dataset import Annotation, Dataset, ImageRecord
+>>> src = Path(tempfile.mkdtemp()); Image.new("RGB", (8, 6)).save(src / "a.png")
+>>> ds = Dataset(src, ["cat"], [ImageRecord("a.png", 8, 6, [Annotation(0, [1, 1, 5, 4])])])
+>>> out = write_dataset(ds, Path(tempfile.mkdtemp()) / "yolo", "yolo")
+>>> back = read_dataset(out)
+>>> back.classes, np.round(back.images[0].annotations[0].box, 6).tolist()
+(['cat'], [1.0, 1.0, 5.0, 4.0])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...core.errors import DatasetFormatError
+from ..dataset import Dataset
+from .coco import looks_like_coco, read_coco, write_coco
+from .folders import looks_like_folders, read_folders, write_folders
+from .voc import looks_like_voc, read_voc, write_voc
+from .yolo import looks_like_yolo, read_yolo, write_yolo
+
+__all__ = ["FORMATS", "detect_format", "read_dataset", "write_dataset",
+           "read_coco", "write_coco", "read_yolo", "write_yolo", "read_voc", "write_voc",
+           "read_folders", "write_folders"]
+
+#: Format names, as ``--to`` takes them.
+FORMATS: tuple[str, ...] = ("coco", "yolo", "voc", "folders")
+
+_READERS = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "folders": read_folders}
+_WRITERS = {"coco": write_coco, "yolo": write_yolo, "voc": write_voc, "folders": write_folders}
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of the dataset at ``path``: a COCO ``.json``, a YOLO ``data.yaml`` (or its
+    folder), a VOC folder (``Annotations/``), a folder holding one COCO JSON, or class folders."""
+    p = Path(path)
+    if not p.exists():
+        raise DatasetFormatError("no such file or folder", path=str(p))
+    if looks_like_coco(p):
+        return "coco"
+    if looks_like_yolo(p):
+        return "yolo"
+    if looks_like_voc(p):
+        return "voc"
+    if p.is_dir():
+        jsons = [j for j in sorted(p.glob("*.json")) if looks_like_coco(j)]
+        if len(jsons) == 1:
+            return "coco"
+        if looks_like_folders(p):
+            return "folders"
+    raise DatasetFormatError("cannot tell the dataset format; name it (coco, yolo, voc or folders)", path=str(p))
+
+
+def read_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
+    """Read a dataset, detecting its format unless ``fmt`` names one of :data:`FORMATS`."""
+    p = Path(path)
+    fmt = fmt or detect_format(p)
+    if fmt not in _READERS:
+        raise DatasetFormatError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "coco" and p.is_dir():
+        jsons = [j for j in sorted(p.glob("*.json")) if looks_like_coco(j)]
+        if len(jsons) != 1:
+            raise DatasetFormatError(f"expected one COCO JSON file in the folder, found {len(jsons)}", path=str(p))
+        p = jsons[0]
+    return _READERS[fmt](p)
+
+
+def write_dataset(ds: Dataset, path: str | Path, fmt: str, *, copy_images: bool = True, lossy: bool = False) -> Path:
+    """Write ``ds`` in format ``fmt`` at ``path`` and return what :func:`read_dataset` reads back.
+
+    Images are copied into the new layout unless ``copy_images=False``. Data the format
+    cannot hold is an error unless ``lossy=True`` (then it is dropped with a warning).
+    """
+    if fmt not in _WRITERS:
+        raise DatasetFormatError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "coco":
+        return write_coco(ds, path, copy_images=copy_images, lossy=lossy)
+    return _WRITERS[fmt](ds, path, copy_images=copy_images, lossy=lossy)
