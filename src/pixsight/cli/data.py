@@ -2,6 +2,8 @@
 
 ``pixsight data synth DIR --task classify|detect|segment [--n N] [--seed S]``
 ``pixsight data convert SRC DST --to coco|yolo|voc|folders [--from FMT] [--lossy]``
+``pixsight data split SRC [--ratios 0.8,0.1,0.1] [--seed S] [--no-near-duplicates] [--out DST] [--format FMT]``
+``pixsight data stats SRC [--html FILE] [--json]``
 """
 
 from __future__ import annotations
@@ -10,16 +12,21 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import PixsightError
 from .common import console_for, fail
+
+if TYPE_CHECKING:
+    from ..data.dataset import Dataset
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="datasets: synthesise (convert, validate, split, stats to come)")
+    data = sub.add_parser("data", help="datasets: synthesise, convert, split, stats (validate to come)")
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", parser_class=type(data))
     verbs.required = True
     synth = verbs.add_parser("synth", help="write a labelled synthetic shapes dataset with train/val splits",
@@ -46,6 +53,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     convert.add_argument("--from", choices=FORMATS, dest="from_format", help="source format (default: detect)")
     convert.add_argument("--lossy", action="store_true", help="drop what the target format cannot hold")
     convert.set_defaults(func=run_convert)
+
+    split = verbs.add_parser("split", help="assign seeded, stratified, near-duplicate-aware train/val/test splits",
+                             description="Stratified by class (the rarest class of each image for detect/segment), "
+                             "group-aware so near-duplicate images (perceptual hash) never straddle splits. "
+                             "Writes the split into SRC (same format) unless --out.")
+    split.add_argument("src", metavar="SRC")
+    split.add_argument("--ratios", default="0.8,0.1,0.1", help="train,val[,test] fractions (default 0.8,0.1,0.1)")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--no-near-duplicates", dest="near_duplicates", action="store_false",
+                       help="split images independently (skip the perceptual-hash grouping)")
+    split.add_argument("--out", metavar="DST", help="write the split dataset here instead of in place")
+    split.add_argument("--format", choices=FORMATS, dest="out_format", help="format of --out (default: SRC's)")
+    split.add_argument("--from", choices=FORMATS, dest="from_format", help="format of SRC (default: detect)")
+    split.add_argument("--json", action="store_true", help="print the counts as JSON")
+    split.set_defaults(func=run_split)
+
+    stats = verbs.add_parser("stats", help="images, classes, instances, box and image sizes, class imbalance",
+                             description="Print dataset statistics as a table (or --json), optionally as an "
+                             "HTML page with charts (--html).")
+    stats.add_argument("src", metavar="SRC")
+    stats.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    stats.add_argument("--from", choices=FORMATS, dest="from_format", help="format of SRC (default: detect)")
+    stats.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
+    stats.set_defaults(func=run_stats)
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -87,3 +118,157 @@ def run_convert(args: argparse.Namespace) -> int:
         return fail(message, code=1)
     print(f"{len(ds.images)} images, {ds.num_instances()} instances, {len(ds.classes)} classes -> {out}")
     return 0
+
+
+def _parse_ratios(text: str) -> tuple[float, ...] | None:
+    try:
+        ratios = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        return None
+    return ratios if 1 <= len(ratios) <= 3 else None
+
+
+def _rewrite_in_place(ds: Dataset, src: Path, fmt: str) -> Path:
+    """Write ``ds`` over the dataset at ``src``: COCO's JSON atomically, folder formats to a temp
+    sibling folder that is then swapped in (the old folder is removed only after the swap)."""
+    from ..data.formats import write_dataset
+
+    if fmt == "coco":  # labels only; images stay where they are
+        from ..data.formats.coco import looks_like_coco
+
+        json_path = src if not src.is_dir() else next(j for j in sorted(src.glob("*.json")) if looks_like_coco(j))
+        return write_dataset(ds, json_path, "coco", copy_images=False)
+    folder = src if src.is_dir() else src.parent
+    folder = folder.resolve()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.split-", dir=folder.parent))
+    try:
+        written = write_dataset(ds, tmp, fmt)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = folder.parent / f"{tmp.name}.old"
+    folder.rename(old)
+    try:
+        tmp.rename(folder)
+    except OSError:
+        old.rename(folder)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return folder / written.relative_to(tmp)
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from ..data.formats import detect_format, read_dataset, write_dataset
+    from ..data.ops import dataset_stats, split_dataset
+
+    ratios = _parse_ratios(args.ratios)
+    if ratios is None:
+        return fail(f"--ratios must be 1 to 3 comma-separated numbers such as 0.8,0.1,0.1, got {args.ratios!r}", code=2)
+    src = Path(args.src)
+    if args.out_format and not args.out:
+        return fail("--format needs --out (in place the dataset keeps its format)", code=2)
+    if args.out:
+        dst = Path(args.out)
+        target_dir = dst.parent if dst.suffix.lower() == ".json" else dst
+        if target_dir.exists() and any(target_dir.iterdir()):
+            return fail(f"{target_dir} exists and is not empty; choose a new folder", code=2)
+    try:
+        fmt = args.from_format or detect_format(src)
+        ds = read_dataset(src, fmt)
+        out_ds = split_dataset(ds, ratios=ratios, seed=args.seed, near_duplicates=args.near_duplicates)
+        if args.out:
+            created = not target_dir.exists()
+            try:
+                written = write_dataset(out_ds, dst, args.out_format or fmt)
+            except PixsightError:
+                if created and target_dir.exists():
+                    shutil.rmtree(target_dir, ignore_errors=True)
+                raise
+        else:
+            written = _rewrite_in_place(out_ds, src, fmt)
+    except PixsightError as err:
+        from ..core.errors import ConfigError
+
+        return fail(str(err), code=2 if isinstance(err, ConfigError) else 1)
+    stats = dataset_stats(out_ds)
+    if args.json:
+        print(json.dumps({"path": str(written), "splits": stats["splits"]}, indent=2))
+        return 0
+    from rich.table import Table
+
+    from rich.markup import escape
+
+    table = Table(title=escape(f"split -> {written}"))
+    table.add_column("split")
+    table.add_column("images", justify="right")
+    for name in stats["classes"]:
+        table.add_column(escape(name), justify="right")
+    for split_name, info in stats["splits"].items():
+        table.add_row(escape(split_name), str(info["images"]), *(str(info["instances"][c]) for c in stats["classes"]))
+    console_for(sys.stdout).print(table)
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from ..data.formats import read_dataset
+    from ..data.ops import dataset_stats
+
+    try:
+        ds = read_dataset(args.src, args.from_format)
+        stats = dataset_stats(ds)
+        if args.html:
+            from ..viz.dataset_report import write_stats_html
+
+            write_stats_html(stats, args.html, title=f"Dataset: {Path(args.src).name}")
+    except PixsightError as err:
+        return fail(str(err), code=1)
+    except OSError as err:
+        return fail(f"cannot write {args.html}: {err.strerror or err}", code=1)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    _print_stats(stats)
+    return 0
+
+
+def _print_stats(stats: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console_for(sys.stdout)
+    ratio = stats["imbalance_ratio"]
+    console.print(escape(f"{stats['task']}: {stats['images']} images, {len(stats['classes'])} classes, "
+                  f"{stats['instances']} instances, {stats['empty_images']} empty images, "
+                  f"imbalance (max/min) {'n/a' if ratio is None else ratio}"))
+    classes = Table(title="classes")
+    for col in ("class", "instances", "images"):
+        classes.add_column(col, justify="left" if col == "class" else "right")
+    for name in stats["classes"]:
+        classes.add_row(escape(name), str(stats["instances_per_class"][name]), str(stats["images_per_class"][name]))
+    console.print(classes)
+    if stats["box_width"]:
+        boxes = Table(title="box sizes (pixels)")
+        boxes.add_column("")
+        keys = list(stats["box_width"])
+        for k in keys:
+            boxes.add_column(k, justify="right")
+        for label in ("width", "height", "area"):
+            q = stats[f"box_{label}"]
+            boxes.add_row(label, *(f"{q[k]:g}" for k in keys))
+        console.print(boxes)
+    sizes = Table(title="image sizes")
+    sizes.add_column("width x height")
+    sizes.add_column("images", justify="right")
+    for size, n in list(stats["image_sizes"].items())[:10]:
+        sizes.add_row(size, str(n))
+    console.print(sizes)
+    if stats["splits"]:
+        splits = Table(title="splits")
+        splits.add_column("split")
+        splits.add_column("images", justify="right")
+        for name in stats["classes"]:
+            splits.add_column(escape(name), justify="right")
+        for split_name, info in stats["splits"].items():
+            splits.add_row(escape(split_name), str(info["images"]), *(str(info["instances"][c]) for c in stats["classes"]))
+        console.print(splits)

@@ -27,15 +27,25 @@ _ANN_KEYS = {"id", "image_id", "category_id", "bbox", "segmentation", "iscrowd"}
 
 
 def looks_like_coco(path: Path) -> bool:
-    """True for a ``.json`` file whose top level has ``images``."""
+    """True for a ``.json`` file whose top level is an object with an ``images`` list
+    (and ``annotations`` or ``categories``) — not merely a file mentioning those words,
+    like the ``synth.json`` summary beside a synthetic dataset."""
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
     try:
+        if path.stat().st_size > _MAX_SNIFF_BYTES:  # too big to parse just to sniff: trust the keys
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16)
+            return b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head)
         with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
-    except OSError:
+            doc = json.load(fh)
+    except (OSError, ValueError):
         return False
-    return b'"images"' in head or b'"categories"' in head
+    return (isinstance(doc, dict) and isinstance(doc.get("images"), list)
+            and ("annotations" in doc or "categories" in doc))
+
+
+_MAX_SNIFF_BYTES = 64 * 1024 * 1024
 
 
 def _int(value: Any, name: str) -> int:
