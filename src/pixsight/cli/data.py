@@ -1,9 +1,10 @@
-"""``pixsight data ...``: dataset commands (issue 3; validate/split/stats arrive next).
+"""``pixsight data ...``: dataset commands (issue 3).
 
 ``pixsight data synth DIR --task classify|detect|segment [--n N] [--seed S]``
 ``pixsight data convert SRC DST --to coco|yolo|voc|folders [--from FMT] [--lossy]``
 ``pixsight data split SRC [--ratios 0.8,0.1,0.1] [--seed S] [--no-near-duplicates] [--out DST] [--format FMT]``
 ``pixsight data stats SRC [--html FILE] [--json]``
+``pixsight data validate SRC [--fix] [--out FILE] [--json] [--no-image-check]`` (COCO so far)
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from .common import console_for, fail
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
+    from ..data.validate import FixSummary, Problem, ValidationReport
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="datasets: synthesise, convert, split, stats (validate to come)")
+    data = sub.add_parser("data", help="datasets: synthesise, convert, split, stats, validate")
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", parser_class=type(data))
     verbs.required = True
     synth = verbs.add_parser("synth", help="write a labelled synthetic shapes dataset with train/val splits",
@@ -77,6 +79,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     stats.add_argument("--from", choices=FORMATS, dest="from_format", help="format of SRC (default: detect)")
     stats.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
     stats.set_defaults(func=run_stats)
+
+    validate = verbs.add_parser("validate", help="report every problem in a dataset (COCO so far); --fix the safe ones",
+                                description="Lists every problem with file and record: missing or unreadable images, "
+                                "image sizes that differ from the labels, boxes outside the image, with zero or "
+                                "negative size or NaN, unknown image/category ids, duplicate ids, missing keys, wrong "
+                                "types. Exit 0 when clean, 1 when problems remain, 2 for usage errors. --fix clips "
+                                "boxes to the image and drops empty/NaN boxes and annotations of unknown images or "
+                                "categories (images are never touched).")
+    validate.add_argument("src", metavar="SRC", help="a COCO JSON file, or a folder holding one")
+    validate.add_argument("--fix", action="store_true", help="apply the safe fixes (in place unless --out)")
+    validate.add_argument("--out", metavar="FILE", help="with --fix: write the fixed JSON here instead")
+    validate.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    validate.add_argument("--no-image-check", dest="check_images", action="store_false",
+                          help="do not open the image files (labels only; much faster)")
+    validate.set_defaults(func=run_validate)
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -272,3 +289,82 @@ def _print_stats(stats: dict) -> None:
         for split_name, info in stats["splits"].items():
             splits.add_row(escape(split_name), str(info["images"]), *(str(info["instances"][c]) for c in stats["classes"]))
         console.print(splits)
+
+
+def _coco_jsons(src: Path) -> list[Path]:
+    """The COCO JSON files SRC names: itself when it is a ``.json`` file, else the COCO JSONs
+    in the folder."""
+    from ..data.formats.coco import looks_like_coco
+
+    if src.suffix.lower() == ".json" and not src.is_dir():
+        return [src]
+    if src.is_dir():
+        return [j for j in sorted(src.glob("*.json")) if looks_like_coco(j)]
+    return []
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from ..data.validate import fix_coco, validate_coco
+
+    if args.out and not args.fix:
+        return fail("--out needs --fix (without --fix nothing is written)", code=2)
+    src = Path(args.src)
+    if not src.exists():
+        return fail(f"{src}: no such file or folder", code=2)
+    jsons = _coco_jsons(src)
+    if len(jsons) > 1:
+        return fail(f"{src} holds {len(jsons)} COCO JSON files ({', '.join(j.name for j in jsons)}); "
+                    "name the one to validate", code=2)
+    if not jsons:
+        from ..data.formats import detect_format
+
+        try:
+            fmt = f"a {detect_format(src)} dataset"
+        except PixsightError:
+            fmt = "not a dataset pixsight recognises"
+        return fail(f"{src} is {fmt}; only COCO JSON datasets can be validated so far "
+                    "(convert it with `pixsight data convert SRC DST --to coco`, then validate DST)", code=2)
+    json_path = jsons[0]
+    report = validate_coco(json_path, check_images=args.check_images)
+    fixed = None
+    if args.fix and any(p.fixable for p in report.problems):
+        out = Path(args.out) if args.out else json_path
+        try:
+            fixed = fix_coco(json_path, out, report)
+        except PixsightError as err:
+            return fail(str(err), code=1)
+        except OSError as err:
+            return fail(f"cannot write {out}: {err.strerror or err}", code=1)
+    remaining = report.unfixable if fixed is not None else report.problems
+    if args.json:
+        doc = report.to_dict()
+        if fixed is not None:
+            doc["fixed"] = fixed.to_dict()
+        doc["remaining"] = len(remaining)
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_report(report, fixed, remaining)
+    return 1 if remaining else 0
+
+
+def _print_report(report: ValidationReport, fixed: FixSummary | None, remaining: list[Problem]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console_for(sys.stdout)
+    if report.problems:
+        table = Table(title=escape(f"problems in {report.path}"))
+        for col in ("severity", "file", "record", "message", "fix"):
+            table.add_column(col)
+        order = sorted(report.problems, key=lambda p: (p.severity != "error", p.record.split("[")[0]))
+        for p in order:
+            table.add_row(p.severity, escape(p.file), escape(p.record), escape(p.message), p.fix or "")
+        console.print(table)
+    console.print(escape(f"{report.path}: {report.images} images, {report.annotations} annotations, "
+                         f"{report.categories} categories: {len(report.errors)} errors, "
+                         f"{len(report.warnings)} warnings, {sum(p.fixable for p in report.problems)} fixable"))
+    if fixed is not None:
+        console.print(escape(f"fixed -> {fixed.out_path}: {len(fixed.clipped)} boxes clipped, "
+                             f"{len(fixed.dropped)} annotations dropped; {len(remaining)} problems remain"))
+    elif report.ok:
+        console.print("no problems found")
