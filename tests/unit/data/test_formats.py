@@ -331,4 +331,4 @@ def test_detect_format_refuses_unknown(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(DatasetFormatError) as err:
         read_dataset(tmp_path / "x.txt")
-    assert str(err.value) == f"{tmp_path / 'x.txt'}: cannot tell the dataset format; name it (coco, yolo, voc or folders)"
+    assert str(err.value) == f"{tmp_path / 'x.txt'}: cannot tell the dataset format; name it (coco, yolo, voc, labelstudio, cvat, folders)"

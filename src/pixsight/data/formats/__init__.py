@@ -1,4 +1,5 @@
-"""Dataset formats: COCO JSON, YOLO txt, Pascal VOC XML and class folders.
+"""Dataset formats: COCO JSON, YOLO txt, Pascal VOC XML, CVAT XML, Label Studio JSON and
+class folders.
 
 :func:`read_dataset` detects the format; :func:`write_dataset` writes one. Each writer
 refuses (``DatasetFormatError``) to drop data its format cannot hold unless ``lossy=True``.
@@ -21,24 +22,29 @@ from pathlib import Path
 from ...core.errors import DatasetFormatError
 from ..dataset import Dataset
 from .coco import looks_like_coco, read_coco, write_coco
+from .cvat import looks_like_cvat, read_cvat, write_cvat
 from .folders import looks_like_folders, read_folders, write_folders
+from .labelstudio import looks_like_labelstudio, read_labelstudio, write_labelstudio
 from .voc import looks_like_voc, read_voc, write_voc
 from .yolo import looks_like_yolo, read_yolo, write_yolo
 
 __all__ = ["FORMATS", "detect_format", "read_dataset", "write_dataset",
            "read_coco", "write_coco", "read_yolo", "write_yolo", "read_voc", "write_voc",
-           "read_folders", "write_folders"]
+           "read_folders", "write_folders", "read_cvat", "write_cvat", "read_labelstudio", "write_labelstudio"]
 
 #: Format names, as ``--to`` takes them.
-FORMATS: tuple[str, ...] = ("coco", "yolo", "voc", "folders")
+FORMATS: tuple[str, ...] = ("coco", "yolo", "voc", "labelstudio", "cvat", "folders")
 
-_READERS = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "folders": read_folders}
-_WRITERS = {"coco": write_coco, "yolo": write_yolo, "voc": write_voc, "folders": write_folders}
+_READERS = {"coco": read_coco, "yolo": read_yolo, "voc": read_voc, "labelstudio": read_labelstudio,
+            "cvat": read_cvat, "folders": read_folders}
+_WRITERS = {"coco": write_coco, "yolo": write_yolo, "voc": write_voc, "labelstudio": write_labelstudio,
+            "cvat": write_cvat, "folders": write_folders}
 
 
 def detect_format(path: str | Path) -> str:
     """The format of the dataset at ``path``: a COCO ``.json``, a YOLO ``data.yaml`` (or its
-    folder), a VOC folder (``Annotations/``), a folder holding one COCO JSON, or class folders."""
+    folder), a VOC folder (``Annotations/``), a CVAT ``.xml`` (root ``<annotations>``), a Label
+    Studio ``.json`` (a list of tasks), a folder holding one COCO JSON, or class folders."""
     p = Path(path)
     if not p.exists():
         raise DatasetFormatError("no such file or folder", path=str(p))
@@ -48,13 +54,17 @@ def detect_format(path: str | Path) -> str:
         return "yolo"
     if looks_like_voc(p):
         return "voc"
+    if looks_like_cvat(p):
+        return "cvat"
+    if looks_like_labelstudio(p):
+        return "labelstudio"
     if p.is_dir():
         jsons = [j for j in sorted(p.glob("*.json")) if looks_like_coco(j)]
         if len(jsons) == 1:
             return "coco"
         if looks_like_folders(p):
             return "folders"
-    raise DatasetFormatError("cannot tell the dataset format; name it (coco, yolo, voc or folders)", path=str(p))
+    raise DatasetFormatError(f"cannot tell the dataset format; name it ({', '.join(FORMATS)})", path=str(p))
 
 
 def read_dataset(path: str | Path, fmt: str | None = None) -> Dataset:
