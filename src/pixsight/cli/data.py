@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +19,6 @@ from ..core.errors import PixsightError
 from .common import console_for, fail
 
 if TYPE_CHECKING:
-    from ..data.dataset import Dataset
     from ..data.validate import FixSummary, Problem, ValidationReport
 
 __all__ = ["register"]
@@ -124,13 +121,10 @@ def run_convert(args: argparse.Namespace) -> int:
     target_dir = dst.parent if dst.suffix.lower() == ".json" else dst
     if target_dir.exists() and any(target_dir.iterdir()):
         return fail(f"{target_dir} exists and is not empty; choose a new folder", code=2)
-    created = not target_dir.exists()
     try:
         ds = read_dataset(args.src, args.from_format)
-        out = write_dataset(ds, dst, args.to_format, lossy=args.lossy)
+        out = write_dataset(ds, dst, args.to_format, lossy=args.lossy)  # cleans up after itself
     except PixsightError as err:
-        if created and target_dir.exists():  # never leave a half-written dataset behind
-            shutil.rmtree(target_dir, ignore_errors=True)
         message = str(err).replace("pass lossy=True", "pass --lossy")
         return fail(message, code=1)
     print(f"{len(ds.images)} images, {ds.num_instances()} instances, {len(ds.classes)} classes -> {out}")
@@ -145,38 +139,8 @@ def _parse_ratios(text: str) -> tuple[float, ...] | None:
     return ratios if 1 <= len(ratios) <= 3 else None
 
 
-def _rewrite_in_place(ds: Dataset, src: Path, fmt: str) -> Path:
-    """Write ``ds`` over the dataset at ``src``: COCO's JSON atomically, folder formats to a temp
-    sibling folder that is then swapped in (the old folder is removed only after the swap)."""
-    from ..data.formats import write_dataset
-
-    if fmt == "coco":  # labels only; images stay where they are
-        from ..data.formats.coco import looks_like_coco
-
-        json_path = src if not src.is_dir() else next(j for j in sorted(src.glob("*.json")) if looks_like_coco(j))
-        return write_dataset(ds, json_path, "coco", copy_images=False)
-    folder = src if src.is_dir() else src.parent
-    folder = folder.resolve()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.split-", dir=folder.parent))
-    try:
-        written = write_dataset(ds, tmp, fmt)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = folder.parent / f"{tmp.name}.old"
-    folder.rename(old)
-    try:
-        tmp.rename(folder)
-    except OSError:
-        old.rename(folder)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return folder / written.relative_to(tmp)
-
-
 def run_split(args: argparse.Namespace) -> int:
-    from ..data.formats import detect_format, read_dataset, write_dataset
+    from ..data.formats import detect_format, read_dataset, rewrite_dataset, write_dataset
     from ..data.ops import dataset_stats, split_dataset
 
     ratios = _parse_ratios(args.ratios)
@@ -195,15 +159,9 @@ def run_split(args: argparse.Namespace) -> int:
         ds = read_dataset(src, fmt)
         out_ds = split_dataset(ds, ratios=ratios, seed=args.seed, near_duplicates=args.near_duplicates)
         if args.out:
-            created = not target_dir.exists()
-            try:
-                written = write_dataset(out_ds, dst, args.out_format or fmt)
-            except PixsightError:
-                if created and target_dir.exists():
-                    shutil.rmtree(target_dir, ignore_errors=True)
-                raise
+            written = write_dataset(out_ds, dst, args.out_format or fmt)  # cleans up after itself
         else:
-            written = _rewrite_in_place(out_ds, src, fmt)
+            written = rewrite_dataset(out_ds, src, fmt)
     except PixsightError as err:
         from ..core.errors import ConfigError
 

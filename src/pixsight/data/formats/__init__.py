@@ -17,6 +17,8 @@ refuses (``DatasetFormatError``) to drop data its format cannot hold unless ``lo
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from ...core.errors import DatasetFormatError
@@ -28,7 +30,7 @@ from .labelstudio import looks_like_labelstudio, read_labelstudio, write_labelst
 from .voc import looks_like_voc, read_voc, write_voc
 from .yolo import looks_like_yolo, read_yolo, write_yolo
 
-__all__ = ["FORMATS", "detect_format", "read_dataset", "write_dataset",
+__all__ = ["FORMATS", "detect_format", "read_dataset", "write_dataset", "rewrite_dataset",
            "read_coco", "write_coco", "read_yolo", "write_yolo", "read_voc", "write_voc",
            "read_folders", "write_folders", "read_cvat", "write_cvat", "read_labelstudio", "write_labelstudio"]
 
@@ -85,10 +87,50 @@ def write_dataset(ds: Dataset, path: str | Path, fmt: str, *, copy_images: bool 
     """Write ``ds`` in format ``fmt`` at ``path`` and return what :func:`read_dataset` reads back.
 
     Images are copied into the new layout unless ``copy_images=False``. Data the format
-    cannot hold is an error unless ``lossy=True`` (then it is dropped with a warning).
+    cannot hold is an error unless ``lossy=True`` (then it is dropped with a warning). When
+    the write fails, a folder this call created is removed: no half-written dataset remains.
     """
     if fmt not in _WRITERS:
         raise DatasetFormatError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
+    target = Path(path)
+    folder = target.parent if target.suffix else target
+    created = not folder.exists()
+    try:
+        return _write(ds, target, fmt, copy_images=copy_images, lossy=lossy)
+    except BaseException:
+        if created and folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _write(ds: Dataset, path: Path, fmt: str, *, copy_images: bool, lossy: bool) -> Path:
     if fmt == "coco":
         return write_coco(ds, path, copy_images=copy_images, lossy=lossy)
     return _WRITERS[fmt](ds, path, copy_images=copy_images, lossy=lossy)
+
+
+def rewrite_dataset(ds: Dataset, src: str | Path, fmt: str) -> Path:
+    """Write ``ds`` over the dataset at ``src``: COCO's JSON atomically, folder formats to a temp
+    sibling folder that is then swapped in (the old folder is removed only after the swap)."""
+    src = Path(src)
+    if fmt == "coco":  # labels only; images stay where they are
+        json_path = src if not src.is_dir() else next(j for j in sorted(src.glob("*.json")) if looks_like_coco(j))
+        return write_dataset(ds, json_path, "coco", copy_images=False)
+    folder = src if src.is_dir() else src.parent
+    folder = folder.resolve()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.split-", dir=folder.parent))
+    try:
+        written = write_dataset(ds, tmp, fmt)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = folder.parent / f"{tmp.name}.old"
+    folder.rename(old)
+    try:
+        tmp.rename(folder)
+    except OSError:
+        old.rename(folder)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return folder / written.relative_to(tmp)

@@ -6,11 +6,12 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ...core.errors import DatasetFormatError
 from ...core.image import IMAGE_EXTENSIONS
-from ..dataset import Dataset, ImageRecord
+from ..dataset import Annotation, Dataset, ImageRecord
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,26 @@ def refuse_loss(what: str, where: str, fmt: str, *, lossy: bool) -> None:
     if not lossy:
         raise DatasetFormatError(f"{msg}; pick a format that can, or pass lossy=True to drop it")
     log.warning("%s; dropped", msg)
+
+
+def single_polygon(ann: Annotation, where: str, fmt: str, *, lossy: bool) -> np.ndarray | None:
+    """The one polygon a box-or-polygon format (YOLO, CVAT, Label Studio) can store for
+    ``ann``, or ``None`` for a plain box; refuses (or, when ``lossy``, drops) what such a
+    format cannot hold: RLE masks, ``iscrowd``, several polygons, a box off its polygon."""
+    if ann.rle is not None:
+        refuse_loss("an RLE mask", where, fmt, lossy=lossy)
+    if ann.iscrowd:
+        refuse_loss("iscrowd", where, fmt, lossy=lossy)
+    if len(ann.polygons) > 1:
+        refuse_loss("an instance with several polygons", where, fmt, lossy=lossy)
+        return None
+    if not ann.polygons:
+        return None
+    poly = ann.polygons[0]
+    bounds = np.concatenate([poly.min(axis=0), poly.max(axis=0)])
+    if np.abs(bounds - ann.box).max() > 1.0:
+        refuse_loss("a box that differs from its polygon's bounds", where, fmt, lossy=lossy)
+    return poly
 
 
 def split_of(rec: ImageRecord) -> str | None:

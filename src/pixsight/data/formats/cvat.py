@@ -22,7 +22,7 @@ import numpy as np
 from ...core.errors import DatasetFormatError
 from ...core.fileio import atomic_write_bytes
 from ..dataset import Annotation, Dataset, ImageRecord, check_box_inside, record_context
-from ._common import copy_image, refuse_loss, split_of
+from ._common import copy_image, refuse_loss, single_polygon, split_of
 from .voc import _MAX_XML_BYTES, parse_voc_xml
 
 __all__ = ["read_cvat", "write_cvat", "looks_like_cvat"]
@@ -195,19 +195,9 @@ def write_cvat(ds: Dataset, path: str | Path, *, copy_images: bool = True, lossy
             attrs["subset"] = split
         img = ET.SubElement(root, "image", attrs)
         for j, ann in enumerate(rec.annotations):
-            at = f"{where} annotations[{j}]"
-            if ann.rle is not None:
-                refuse_loss("an RLE mask", at, "CVAT", lossy=lossy)
-            if ann.iscrowd:
-                refuse_loss("iscrowd", at, "CVAT", lossy=lossy)
             label = ds.classes[ann.class_id]
-            if len(ann.polygons) > 1:
-                refuse_loss("an instance with several polygons", at, "CVAT", lossy=lossy)
-            if len(ann.polygons) == 1:
-                poly = ann.polygons[0]
-                bounds = np.concatenate([poly.min(axis=0), poly.max(axis=0)])
-                if np.abs(bounds - ann.box).max() > 1.0:
-                    refuse_loss("a box that differs from its polygon's bounds", at, "CVAT", lossy=lossy)
+            poly = single_polygon(ann, f"{where} annotations[{j}]", "CVAT", lossy=lossy)
+            if poly is not None:
                 pts = ";".join(f"{_num(x)},{_num(y)}" for x, y in poly)
                 ET.SubElement(img, "polygon", {"label": label, "occluded": "0", "points": pts})
             else:

@@ -28,7 +28,7 @@ import numpy as np
 from ...core.errors import DatasetFormatError
 from ...core.fileio import atomic_write_text
 from ..dataset import Annotation, Dataset, ImageRecord, check_box_inside, check_file_name, record_context
-from ._common import copy_image, image_size, refuse_loss, split_of
+from ._common import copy_image, image_size, refuse_loss, single_polygon, split_of
 
 __all__ = ["read_labelstudio", "write_labelstudio", "looks_like_labelstudio", "image_name"]
 
@@ -226,21 +226,11 @@ def write_labelstudio(ds: Dataset, path: str | Path, *, copy_images: bool = True
             refuse_loss("an image-level label", where, "Label Studio", lossy=lossy)
         results = []
         for j, ann in enumerate(rec.annotations):
-            at = f"{where} annotations[{j}]"
-            if ann.rle is not None:
-                refuse_loss("an RLE mask", at, "Label Studio", lossy=lossy)
-            if ann.iscrowd:
-                refuse_loss("iscrowd", at, "Label Studio", lossy=lossy)
-            if len(ann.polygons) > 1:
-                refuse_loss("an instance with several polygons", at, "Label Studio", lossy=lossy)
+            poly = single_polygon(ann, f"{where} annotations[{j}]", "Label Studio", lossy=lossy)
             label = ds.classes[ann.class_id]
             common = {"id": f"r{i}-{j}", "from_name": "label", "to_name": "image",
                       "original_width": rec.width, "original_height": rec.height, "image_rotation": 0}
-            if len(ann.polygons) == 1:
-                poly = ann.polygons[0]
-                bounds = np.concatenate([poly.min(axis=0), poly.max(axis=0)])
-                if np.abs(bounds - ann.box).max() > 1.0:
-                    refuse_loss("a box that differs from its polygon's bounds", at, "Label Studio", lossy=lossy)
+            if poly is not None:
                 pts = (poly / np.array([rec.width, rec.height]) * 100).tolist()
                 results.append({**common, "type": "polygonlabels",
                                 "value": {"points": pts, "closed": True, "polygonlabels": [label]}})

@@ -22,7 +22,7 @@ import yaml
 from ...core.errors import DatasetFormatError
 from ...core.fileio import atomic_write_text
 from ..dataset import Annotation, Dataset, ImageRecord, check_box_inside, record_context
-from ._common import copy_image, image_size, list_images, refuse_loss, split_of
+from ._common import copy_image, image_size, list_images, refuse_loss, single_polygon, split_of
 
 __all__ = ["read_yolo", "write_yolo", "looks_like_yolo"]
 
@@ -175,19 +175,7 @@ def write_yolo(ds: Dataset, path: str | Path, *, copy_images: bool = True, lossy
             refuse_loss("an image-level label", where, "YOLO", lossy=lossy)
         lines = []
         for j, ann in enumerate(rec.annotations):
-            at = f"{where} annotations[{j}]"
-            if ann.rle is not None:
-                refuse_loss("an RLE mask", at, "YOLO", lossy=lossy)
-            if ann.iscrowd:
-                refuse_loss("iscrowd", at, "YOLO", lossy=lossy)
-            poly = None
-            if len(ann.polygons) > 1:
-                refuse_loss("an instance with several polygons", at, "YOLO", lossy=lossy)
-            elif len(ann.polygons) == 1:
-                poly = ann.polygons[0]
-                bounds = np.concatenate([poly.min(axis=0), poly.max(axis=0)])
-                if np.abs(bounds - ann.box).max() > 1.0:
-                    refuse_loss("a box that differs from its polygon's bounds", at, "YOLO", lossy=lossy)
+            poly = single_polygon(ann, f"{where} annotations[{j}]", "YOLO", lossy=lossy)
             if poly is not None:
                 norm = poly / [rec.width, rec.height]
                 lines.append(" ".join([str(ann.class_id), *(_fmt(v) for v in norm.ravel())]))
