@@ -537,16 +537,34 @@ def test_reduced_decode_keeps_full_size_and_consistent_scale(big_jpeg: bytes) ->
     assert img.sha256 == full.sha256 and img.nbytes == full.nbytes
 
 
-def test_reduced_decode_is_much_faster_than_full_decode(big_jpeg: bytes) -> None:
+def test_reduced_decode_asks_the_jpeg_decoder_for_a_smaller_image(big_jpeg: bytes, monkeypatch) -> None:
+    from PIL import JpegImagePlugin
+
+    requested = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = real_draft(self, mode, size)
+        requested.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    load_image(big_jpeg, max_side=512)
+    assert requested and max(requested[-1]) <= 3200 // 2  # the DCT decode itself ran at reduced scale
+
+
+def test_reduced_decode_is_faster_than_full_decode(big_jpeg: bytes) -> None:
+    # How much faster depends on the CPU (6x here, ~2x on the CI runners); the structural test above pins
+    # that the decoder does less work, this one only that it shows up in wall time on a shared machine.
     load_image(big_jpeg, max_side=512)  # warm up
     ratios = []
-    for _ in range(3):  # other work shares the CPU: a round only needs to show the gap once
+    for _ in range(3):
         reduced = best_time(lambda: load_image(big_jpeg, max_side=512), repeats=5)
         full = best_time(lambda: load_image(big_jpeg), repeats=3)
         ratios.append(full / reduced)
-        if ratios[-1] >= 2.0:
+        if ratios[-1] >= 1.4:
             break
-    assert max(ratios) >= 2.0, f"full decode only {max(ratios):.2f}x slower than reduced decode ({ratios})"
+    assert max(ratios) >= 1.4, f"full decode only {max(ratios):.2f}x slower than reduced decode ({ratios})"
 
 
 def test_max_side_larger_than_the_image_decodes_full_size() -> None:
