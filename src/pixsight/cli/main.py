@@ -31,17 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    import importlib
+
     from . import analyze, catalog_cmds, data
 
     analyze.register(sub)
     catalog_cmds.register(sub)
     data.register(sub)
-    try:
-        from .models import register as register_models
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    else:
-        register_models(sub)
+    for name in ("models", "train", "evaluate", "explain"):  # each module: register(sub)
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{name}":
+                raise
+            continue  # a verb still being built is simply absent
+        module.register(sub)
     return parser
 
 

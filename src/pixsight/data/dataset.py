@@ -302,3 +302,20 @@ class Dataset:
         """The images whose ``split`` attribute equals ``split`` (same root, classes, task)."""
         images = [r for r in self.images if r.attributes.get("split") == split]
         return Dataset(self.root, list(self.classes), images, self.task, dict(self.attributes))
+
+
+def semantic_map(record: ImageRecord) -> np.ndarray:
+    """The record's instances painted into one class map: ``0`` background, ``class_id + 1``
+    for each instance (later annotations over earlier ones, as they were drawn).
+
+    ``uint8`` up to 254 classes, ``uint16`` above. Crowd regions are painted like any other.
+
+    >>> r = ImageRecord("a.png", 4, 2, [Annotation(1, [0, 0, 2, 2]), Annotation(0, [1, 0, 3, 2])])
+    >>> semantic_map(r).tolist()
+    [[2, 1, 1, 0], [2, 1, 1, 0]]
+    """
+    n = max((a.class_id for a in record.annotations), default=0) + 2
+    out = np.zeros((record.height, record.width), dtype=np.uint8 if n <= 255 else np.uint16)
+    for ann in record.annotations:
+        out[ann.mask(record.height, record.width)] = ann.class_id + 1
+    return out
