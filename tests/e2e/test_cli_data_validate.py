@@ -61,4 +61,10 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
     yolo = write_dataset(read_dataset(path), tmp_path / "yolo", "yolo")
     proc = run_cli("data", "validate", str(yolo))
-    assert proc.returncode == 2 and "only COCO" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 0 and "(yolo)" in proc.stdout and "no problems found" in proc.stdout
+    proc = run_cli("data", "validate", str(tmp_path / "yolo" / "data.yaml"), "--from", "voc")
+    assert proc.returncode == 1 and "no Annotations/ folder" in proc.stdout
+    (tmp_path / "junk").mkdir()
+    proc = run_cli("data", "validate", str(tmp_path / "junk"))
+    assert proc.returncode == 2 and "not a dataset pixsight recognises" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -13,7 +13,7 @@ import csv
 import json
 from typing import IO, Any, Iterator
 
-from ..core.types import Analysis, Classification, Faces, TextLines
+from ..core.types import Analysis, Classification, Detections, Faces, Segmentation, TextLines
 from .store import Catalog
 
 __all__ = ["EXPORT_FORMATS", "CSV_COLUMNS", "iter_analyses", "export_catalog", "csv_row"]
@@ -21,7 +21,7 @@ __all__ = ["EXPORT_FORMATS", "CSV_COLUMNS", "iter_analyses", "export_catalog", "
 EXPORT_FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = ("path", "sha256", "width", "height", "status", "error_type", "error_message", "needs_review",
                "review_reasons", "top_label", "top_score", "labels", "ocr_text", "ocr_lines", "faces",
-               "embed_dim")
+               "embed_dim", "objects", "object_labels", "segments")
 
 
 def iter_analyses(catalog: Catalog, *, with_vectors: bool = False) -> Iterator[Analysis]:
@@ -37,7 +37,11 @@ def iter_analyses(catalog: Catalog, *, with_vectors: bool = False) -> Iterator[A
 
 
 def csv_row(a: Analysis) -> dict[str, Any]:
+    """One CSV row. Trained models: ``objects`` (how many detections), ``object_labels``
+    (``label:count`` joined by ``|``, most frequent first) and ``segments`` (``label:fraction``
+    of the image, largest first); empty when the task did not run."""
     cls, ocr, faces, emb = (a.results.get(k) for k in ("classify", "ocr", "faces", "embed"))
+    dets, seg = a.results.get("detect"), a.results.get("segment")
     return {
         "path": a.path,
         "sha256": a.sha256 or "",
@@ -55,6 +59,9 @@ def csv_row(a: Analysis) -> dict[str, Any]:
         "ocr_lines": len(ocr) if isinstance(ocr, TextLines) else "",
         "faces": len(faces) if isinstance(faces, Faces) else "",
         "embed_dim": emb.dim if emb is not None else "",
+        "objects": len(dets) if isinstance(dets, Detections) else "",
+        "object_labels": "|".join(f"{k}:{n}" for k, n in dets.counts().items()) if isinstance(dets, Detections) else "",
+        "segments": "|".join(f"{k}:{v:.4f}" for k, v in seg.coverage().items()) if isinstance(seg, Segmentation) else "",
     }
 
 

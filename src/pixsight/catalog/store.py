@@ -4,7 +4,8 @@ Keys make every write idempotent:
 - ``images`` by content sha256 (identical files are one image);
 - ``files`` by path (a path points at the content it had when last seen);
 - ``results`` by (sha256, task, model) where ``model`` is ``name@version``;
-- ``embeddings`` by (sha256, model); ``face_embeddings`` by (sha256, model, face_index).
+- ``embeddings`` by (sha256, model); ``face_embeddings`` by (sha256, model, face_index);
+- ``datasets`` by name (registered datasets, see :mod:`pixsight.data.registry`).
 
 Each image is written in one transaction, so a run killed with ``kill -9`` loses at most
 the image in flight and a re-run resumes without duplicates (SECURITY.md item 19).
@@ -82,6 +83,17 @@ CREATE TABLE IF NOT EXISTS embeddings (
     dim INTEGER NOT NULL,
     vector BLOB NOT NULL,
     PRIMARY KEY (sha256, model)
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY,
+    format TEXT NOT NULL,
+    path TEXT NOT NULL,
+    task TEXT NOT NULL,
+    classes TEXT NOT NULL,
+    counts TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS face_embeddings (
     sha256 TEXT NOT NULL REFERENCES images (sha256),
@@ -335,3 +347,46 @@ class Catalog:
             "size=excluded.size, mtime_ns=excluded.mtime_ns, status='ok', error_type=NULL, error_message=NULL, seen=excluded.seen",
             (path, sha256, size, mtime_ns, time.time()),
         )
+
+    # -- datasets (rows of pixsight.data.registry) -------------------------------------------
+    _DATASET_COLUMNS = ("name", "format", "path", "task", "classes", "counts", "fingerprint", "created", "updated")
+
+    def put_dataset(self, entry: dict[str, Any]) -> bool:
+        """Insert or update the dataset ``entry["name"]`` (``classes`` and ``counts`` are stored
+        as JSON; ``created`` is kept on update). True when an existing entry was updated."""
+        now = time.time()
+        row = (entry["name"], entry["format"], entry["path"], entry["task"], json.dumps(entry["classes"]),
+               json.dumps(entry["counts"]), entry["fingerprint"], now, now)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            existed = self._db.execute("SELECT 1 FROM datasets WHERE name=?", (entry["name"],)).fetchone() is not None
+            self._db.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "format=excluded.format, path=excluded.path, task=excluded.task, classes=excluded.classes, "
+                "counts=excluded.counts, fingerprint=excluded.fingerprint, updated=excluded.updated", row)
+            self._db.execute("COMMIT")
+        except sqlite3.DatabaseError as err:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise CatalogError(f"cannot register dataset {entry['name']!r}: {err}", path=str(self.path)) from err
+        return existed
+
+    def _dataset_row(self, row: tuple) -> dict[str, Any]:
+        out = dict(zip(self._DATASET_COLUMNS, row))
+        out["classes"], out["counts"] = json.loads(out["classes"]), json.loads(out["counts"])
+        return out
+
+    def get_dataset(self, name: str) -> dict[str, Any] | None:
+        """The registered dataset ``name`` as a dict, or ``None``."""
+        row = self._db.execute(f"SELECT {', '.join(self._DATASET_COLUMNS)} FROM datasets WHERE name=?",
+                               (name,)).fetchone()
+        return None if row is None else self._dataset_row(row)
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        """Every registered dataset, by name."""
+        rows = self._db.execute(f"SELECT {', '.join(self._DATASET_COLUMNS)} FROM datasets ORDER BY name")
+        return [self._dataset_row(r) for r in rows]
+
+    def delete_dataset(self, name: str) -> bool:
+        """Forget the registered dataset ``name`` (its files are untouched); True when it existed."""
+        return self._db.execute("DELETE FROM datasets WHERE name=?", (name,)).rowcount > 0

@@ -24,16 +24,23 @@ _PICTURE_SIDE = 2048  # overlays and report thumbnails are drawn from images thi
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "analyze",
-        help="analyse images: classify, OCR, faces, embeddings",
+        help="analyse images: classify, OCR, faces, embeddings, and your trained detect/segment models",
         description="Analyse image files and folders (recursively). Results go to the catalog "
-        "(--db) and, if asked, to JSON Lines, overlay images and an HTML report.",
+        "(--db) and, if asked, to JSON Lines, overlay images and an HTML report. "
+        "Without --tasks and --model, every offline-available built-in task runs (classify,ocr,faces,embed); "
+        "models you trained run only when asked: --tasks detect (or segment) runs the registered model of "
+        "that task (pixsight models add RUN_DIR; the one added with --default, else the latest), and "
+        "--model RUN_DIR|NAME runs that model in place of its task's default (alone, unless --tasks adds others).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    p.add_argument("--tasks", help="comma-separated tasks (default: every offline-available one): "
-                   "classify,ocr,faces,embed")
+    p.add_argument("--tasks", help="comma-separated tasks (default: every offline-available built-in one: "
+                   "classify,ocr,faces,embed); detect,segment run the trained model registered for them")
+    p.add_argument("--model", action="append", metavar="RUN_DIR|NAME", default=[],
+                   help="a training run folder (runs/detect/x) or registered model name to run for its task; "
+                   "repeatable, one per task; without --tasks only these models run")
     p.add_argument("--db", help="catalog SQLite file (default: $PIXSIGHT_DB or $PIXSIGHT_HOME/catalog.sqlite)")
     p.add_argument("--jsonl", metavar="FILE|-", help="write one JSON object per image ('-' = stdout)")
-    p.add_argument("--annotate", metavar="DIR", help="write overlay images (boxes, landmarks, text, label) here")
+    p.add_argument("--annotate", metavar="DIR", help="write overlay images (boxes, masks, landmarks, text, label) here")
     p.add_argument("--report", metavar="FILE", help="write a self-contained HTML report")
     p.add_argument("--workers", type=int, help="decode threads (default 2)")
     p.add_argument("--batch-size", type=int, help="images per model batch (default 16)")
@@ -44,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> AnalyzeConfig:
-    from ..tasks import SUPPORTED_TASKS
+    from ..tasks import SUPPORTED_TASKS, config_with_models
 
     cfg = AnalyzeConfig.from_file(args.config) if args.config else AnalyzeConfig()
     changes: dict[str, Any] = {}
@@ -60,7 +67,8 @@ def _config_from_args(args: argparse.Namespace) -> AnalyzeConfig:
         changes["batch_size"] = args.batch_size
     if args.with_vectors:
         changes["with_vectors"] = True
-    return cfg.replace(**changes) if changes else cfg
+    cfg = cfg.replace(**changes) if changes else cfg
+    return config_with_models(cfg, args.model)
 
 
 def run_analyze(args: argparse.Namespace) -> int:

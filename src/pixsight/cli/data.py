@@ -4,7 +4,11 @@
 ``pixsight data convert SRC DST --to coco|yolo|voc|folders [--from FMT] [--lossy]``
 ``pixsight data split SRC [--ratios 0.8,0.1,0.1] [--seed S] [--no-near-duplicates] [--out DST] [--format FMT]``
 ``pixsight data stats SRC [--html FILE] [--json]``
-``pixsight data validate SRC [--fix] [--out FILE] [--json] [--no-image-check]`` (COCO so far)
+``pixsight data validate SRC [--from FMT] [--fix] [--out PATH] [--json] [--no-image-check] [--decode]``
+``pixsight data import ARCHIVE DEST``, ``pixsight data register NAME PATH``, ``pixsight data list``,
+``pixsight data show NAME``, ``pixsight data remove NAME`` (see ``data_registry.py``)
+
+SRC may be a dataset path, an archive of one (``.zip``, ``.tar``, ``.tar.gz``) or a registered name.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="datasets: synthesise, convert, split, stats, validate")
+    data = sub.add_parser("data", help="datasets: synthesise, convert, split, stats, validate, import, register")
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", parser_class=type(data))
     verbs.required = True
     synth = verbs.add_parser("synth", help="write a labelled synthetic shapes dataset with train/val splits",
@@ -77,20 +81,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     stats.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
     stats.set_defaults(func=run_stats)
 
-    validate = verbs.add_parser("validate", help="report every problem in a dataset (COCO so far); --fix the safe ones",
-                                description="Lists every problem with file and record: missing or unreadable images, "
-                                "image sizes that differ from the labels, boxes outside the image, with zero or "
-                                "negative size or NaN, unknown image/category ids, duplicate ids, missing keys, wrong "
-                                "types. Exit 0 when clean, 1 when problems remain, 2 for usage errors. --fix clips "
-                                "boxes to the image and drops empty/NaN boxes and annotations of unknown images or "
-                                "categories (images are never touched).")
-    validate.add_argument("src", metavar="SRC", help="a COCO JSON file, or a folder holding one")
+    validate = verbs.add_parser("validate", help="report every problem in a dataset (any format); --fix the safe ones",
+                                description="Lists every problem with file and record: missing or unreadable images "
+                                "(over the size limits, corrupt, truncated), image sizes that differ from the labels, "
+                                "boxes outside the image, with zero or negative size or NaN, unknown classes, "
+                                "duplicate ids or images, malformed records. Exit 0 when clean, 1 when problems "
+                                "remain, 2 for usage errors. --fix clips boxes and polygons to their image and drops "
+                                "empty, NaN or entirely-outside boxes, annotations of unknown classes or images, and "
+                                "duplicate YOLO lines, writing the same format; images and class lists are never "
+                                "touched.")
+    validate.add_argument("src", metavar="SRC", help="a dataset (file or folder, any format), an archive, or a "
+                          "registered name")
+    validate.add_argument("--from", choices=FORMATS, dest="from_format", help="format of SRC (default: detect)")
     validate.add_argument("--fix", action="store_true", help="apply the safe fixes (in place unless --out)")
-    validate.add_argument("--out", metavar="FILE", help="with --fix: write the fixed JSON here instead")
+    validate.add_argument("--out", metavar="PATH", help="with --fix: write the fixed labels here instead (a file for "
+                          "COCO, CVAT and Label Studio; a new folder holding a fixed copy for YOLO and VOC)")
     validate.add_argument("--json", action="store_true", help="print the report as one JSON object")
     validate.add_argument("--no-image-check", dest="check_images", action="store_false",
                           help="do not open the image files (labels only; much faster)")
+    validate.add_argument("--decode", action="store_true",
+                          help="decode every image (slower) instead of the cheapest check its format allows")
+    validate.add_argument("--db", metavar="FILE", help="catalog to look a registered name up in")
     validate.set_defaults(func=run_validate)
+
+    from . import data_registry
+
+    data_registry.register_verbs(verbs)
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -115,14 +131,15 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from ..data.formats import read_dataset, write_dataset
+    from ..data.formats import write_dataset
+    from ..data.resolve import open_dataset
 
     dst = Path(args.dst)
     target_dir = dst.parent if dst.suffix.lower() == ".json" else dst
     if target_dir.exists() and any(target_dir.iterdir()):
         return fail(f"{target_dir} exists and is not empty; choose a new folder", code=2)
     try:
-        ds = read_dataset(args.src, args.from_format)
+        ds = open_dataset(args.src, fmt=args.from_format)
         out = write_dataset(ds, dst, args.to_format, lossy=args.lossy)  # cleans up after itself
     except PixsightError as err:
         message = str(err).replace("pass lossy=True", "pass --lossy")
@@ -186,11 +203,11 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from ..data.formats import read_dataset
     from ..data.ops import dataset_stats
+    from ..data.resolve import open_dataset
 
     try:
-        ds = read_dataset(args.src, args.from_format)
+        ds = open_dataset(args.src, fmt=args.from_format)
         stats = dataset_stats(ds)
         if args.html:
             from ..viz.dataset_report import write_stats_html
@@ -250,49 +267,74 @@ def _print_stats(stats: dict) -> None:
 
 
 def _coco_jsons(src: Path) -> list[Path]:
-    """The COCO JSON files SRC names: itself when it is a ``.json`` file, else the COCO JSONs
-    in the folder."""
+    """The COCO JSON files in the folder ``src``."""
     from ..data.formats.coco import looks_like_coco
 
-    if src.suffix.lower() == ".json" and not src.is_dir():
-        return [src]
-    if src.is_dir():
-        return [j for j in sorted(src.glob("*.json")) if looks_like_coco(j)]
-    return []
+    return [j for j in sorted(src.glob("*.json")) if looks_like_coco(j)]
+
+
+def _validate_target(args: argparse.Namespace) -> tuple[Path, str, bool] | int:
+    """(path to validate, format, is an archive) or an exit code after a usage error."""
+    from ..data.archive import extract_cached, is_archive
+    from ..data.formats import detect_format
+    from ..data.registry import valid_name
+
+    src = Path(args.src)
+    if not src.exists() and valid_name(args.src):
+        from ..data.registry import get_dataset
+
+        try:
+            src = Path(get_dataset(args.src, db=args.db).path)
+        except PixsightError as err:
+            return fail(f"{args.src}: no such file or folder, and {err.message}", code=2)
+    if not src.exists():
+        return fail(f"{src}: no such file or folder", code=2)
+    archive = src.is_file() and is_archive(src)
+    if archive:
+        if args.fix:
+            return fail(f"{src} is an archive: import it first (`pixsight data import {src} DEST`), then "
+                        "validate --fix DEST", code=2)
+        from ..data.resolve import unwrap_folder
+
+        try:
+            src = unwrap_folder(extract_cached(src))
+        except PixsightError as err:
+            return fail(str(err), code=1)
+    if src.is_dir() and args.from_format in (None, "coco"):
+        jsons = _coco_jsons(src)
+        if len(jsons) > 1:
+            return fail(f"{src} holds {len(jsons)} COCO JSON files ({', '.join(j.name for j in jsons)}); "
+                        "name the one to validate", code=2)
+    try:
+        fmt = args.from_format or detect_format(src)
+    except PixsightError:
+        return fail(f"{src} is not a dataset pixsight recognises; name its format with --from", code=2)
+    return src, fmt, archive
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from ..data.validate import fix_coco, validate_coco
+    from ..data.validate import fix_dataset, validate_dataset
 
     if args.out and not args.fix:
         return fail("--out needs --fix (without --fix nothing is written)", code=2)
-    src = Path(args.src)
-    if not src.exists():
-        return fail(f"{src}: no such file or folder", code=2)
-    jsons = _coco_jsons(src)
-    if len(jsons) > 1:
-        return fail(f"{src} holds {len(jsons)} COCO JSON files ({', '.join(j.name for j in jsons)}); "
-                    "name the one to validate", code=2)
-    if not jsons:
-        from ..data.formats import detect_format
-
-        try:
-            fmt = f"a {detect_format(src)} dataset"
-        except PixsightError:
-            fmt = "not a dataset pixsight recognises"
-        return fail(f"{src} is {fmt}; only COCO JSON datasets can be validated so far "
-                    "(convert it with `pixsight data convert SRC DST --to coco`, then validate DST)", code=2)
-    json_path = jsons[0]
-    report = validate_coco(json_path, check_images=args.check_images)
+    target = _validate_target(args)
+    if isinstance(target, int):
+        return target
+    src, fmt, _ = target
+    if args.fix and fmt == "folders":
+        return fail("image folders have no safe fixes (move or delete the files the report names)", code=2)
+    try:
+        report = validate_dataset(src, fmt=fmt, check_images=args.check_images, decode=args.decode)
+    except PixsightError as err:
+        return fail(str(err), code=2)
     fixed = None
     if args.fix and any(p.fixable for p in report.problems):
-        out = Path(args.out) if args.out else json_path
         try:
-            fixed = fix_coco(json_path, out, report)
+            fixed = fix_dataset(src, report, out=args.out)
         except PixsightError as err:
             return fail(str(err), code=1)
         except OSError as err:
-            return fail(f"cannot write {out}: {err.strerror or err}", code=1)
+            return fail(f"cannot write {args.out or src}: {err.strerror or err}", code=1)
     remaining = report.unfixable if fixed is not None else report.problems
     if args.json:
         doc = report.to_dict()
@@ -305,21 +347,30 @@ def run_validate(args: argparse.Namespace) -> int:
     return 1 if remaining else 0
 
 
+def _short(file: str, base: Path) -> str:
+    try:
+        return Path(file).relative_to(base).as_posix() or "."
+    except ValueError:
+        return file
+
+
 def _print_report(report: ValidationReport, fixed: FixSummary | None, remaining: list[Problem]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     console = console_for(sys.stdout)
+    path = Path(report.path)
+    base = path if path.is_dir() else path.parent
     if report.problems:
-        table = Table(title=escape(f"problems in {report.path}"))
+        table = Table(title=escape(f"problems in {report.path} (files relative to {base})"))
         for col in ("severity", "file", "record", "message", "fix"):
             table.add_column(col)
-        order = sorted(report.problems, key=lambda p: (p.severity != "error", p.record.split("[")[0]))
+        order = sorted(report.problems, key=lambda p: (p.severity != "error", p.file, p.record.split("[")[0]))
         for p in order:
-            table.add_row(p.severity, escape(p.file), escape(p.record), escape(p.message), p.fix or "")
+            table.add_row(p.severity, escape(_short(p.file, base)), escape(p.record), escape(p.message), p.fix or "")
         console.print(table)
-    console.print(escape(f"{report.path}: {report.images} images, {report.annotations} annotations, "
-                         f"{report.categories} categories: {len(report.errors)} errors, "
+    console.print(escape(f"{report.path} ({report.format}): {report.images} images, {report.annotations} "
+                         f"annotations, {report.categories} classes: {len(report.errors)} errors, "
                          f"{len(report.warnings)} warnings, {sum(p.fixable for p in report.problems)} fixable"))
     if fixed is not None:
         console.print(escape(f"fixed -> {fixed.out_path}: {len(fixed.clipped)} boxes clipped, "

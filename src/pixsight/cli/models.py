@@ -7,6 +7,7 @@ Example (from a shell)::
 
     pixsight models list --task classify
     pixsight models add ./birds.onnx --task classify --labels birds.txt
+    pixsight models add runs/detect/shapes --default     # a run folder from pixsight train
     pixsight models pull my-detector
 """
 
@@ -103,15 +104,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     table = Table(title=f"pixsight models{f' (task {args.task})' if args.task else ''}", box=box.SIMPLE_HEAD, pad_edge=False)
+    trained = any(r["classes"] for r in rows)
     # every column may wrap: rich drops no-wrap columns that do not fit a narrow terminal
-    for col in ("name", "task", "backend", "size", "available", "licence", "origin", "how to get"):
+    for col in ("name", "task", "backend", "size", "available", *(("classes", "metric") if trained else ()),
+                "licence", "origin", "how to get"):
         table.add_column(col, overflow="fold")
     for r in rows:
         name = r["name"] + (" *" if r["default"] else "") + (" (user)" if r["user"] else "")
         status = Text("yes", style="green") if r["available"] else Text("no", style="red")
         how = "" if r["available"] else f"{r['reason']}: {r['hint']}".strip(": ")
+        learned = (Text(_short(", ".join(r["classes"]), 32) or "-"), r["metric"] or "-") if trained else ()
         table.add_row(
-            Text(name), r["task"], r["backend"], _human(r["size_bytes"]), status,
+            Text(name), r["task"], r["backend"], _human(r["size_bytes"]), status, *learned,
             Text(_short(r["license"], 24)),
             Text(_short(r["origin"] or "-", 32)),  # in full: pixsight models show NAME
             Text(how or "-"),
@@ -140,9 +144,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     table = Table(title=spec.key, show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    for key in ("task", "backend", "license", "origin", "description", "available", "reason", "hint", "labels"):
+    for key in ("task", "backend", "license", "origin", "description", "available", "reason", "hint", "labels",
+                "metric"):
         if data.get(key) not in (None, "", [], {}):
             table.add_row(key, Text(str(data[key])))
+    if data.get("classes"):
+        table.add_row("classes", Text(f"{len(data['classes'])}: " + ", ".join(data["classes"])))
     table.add_row("size", _human(data["size_bytes"]))
     for source in spec.weights:
         table.add_row(f"weights ({source.kind})", Text(source.location))
@@ -180,8 +187,36 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+_ONNX_ONLY = ("labels", "size", "mean", "std", "origin")
+
+
 @_guard
 def _cmd_add(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..models.runs import add_run, is_run_dir
+
+    if Path(args.path).expanduser().is_dir():
+        if not is_run_dir(args.path):
+            return fail(f"{args.path} is not a training run folder (no model.json); "
+                        "train one with `pixsight train TASK DATASET`, or add an .onnx file with --task", code=2)
+        given = [f"--{k}" for k in _ONNX_ONLY if getattr(args, k) is not None]
+        if given:
+            return fail(f"{', '.join(given)} apply to .onnx files; a run folder brings its own (model.json)", code=2)
+        spec = add_run(args.path, name=args.name, replace=args.replace, default=args.default)
+        if args.task and args.task != spec.task:
+            log.warning("--task %s ignored: the run is a %s model", args.task, spec.task)
+        classes = spec.options.get("classes") or []
+        metric = _metric(spec)
+        print(f"added {spec.key} (trained {spec.task}, {len(classes)} classes: {', '.join(classes)}"
+              f"{f', {metric}' if metric else ''}) from {args.path}")
+        if not args.default:
+            print(f"run it: pixsight analyze PATH --tasks {spec.task}   (or --model {spec.name})")
+        return 0
+    if not args.task:
+        return fail("--task is required for an .onnx file (classify or embed); a run folder needs none", code=2)
+    if args.default:
+        return fail("--default applies to trained run folders", code=2)
     from ..models.user import add_model
 
     spec = add_model(
@@ -199,6 +234,21 @@ def _cmd_add(args: argparse.Namespace) -> int:
     h, w = spec.preprocess["size"]
     outputs = spec.options.get("outputs")
     print(f"added {spec.key} ({spec.task}, input {h}x{w} {spec.preprocess['layout']}, {outputs} outputs) from {args.path}")
+    return 0
+
+
+def _metric(spec: Any) -> str:
+    from ..models.registry import describe
+
+    return describe(spec)["metric"]
+
+
+@_guard
+def _cmd_default(args: argparse.Namespace) -> int:
+    from ..models.registry import get_registry
+
+    spec = get_registry().set_default(args.name)
+    print(f"{spec.name} is now the default {spec.task} model (pixsight analyze --tasks {spec.task})")
     return 0
 
 
@@ -220,7 +270,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     True
     """
     models = subparsers.add_parser("models", help="list, show, pull, add and remove models")
-    sub = models.add_subparsers(dest="models_command", metavar="{list,show,pull,add,remove}")
+    sub = models.add_subparsers(dest="models_command", metavar="{list,show,pull,add,default,remove}")
     sub.required = True
 
     p = sub.add_parser("list", help="every registry entry and whether it runs offline now")
@@ -238,9 +288,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
     p.set_defaults(func=_cmd_pull)
 
-    p = sub.add_parser("add", help="register your own ONNX model")
-    p.add_argument("path", help="the .onnx file (it stays where it is)")
-    p.add_argument("--task", required=True, choices=("classify", "embed"))
+    p = sub.add_parser("add", help="register a training run folder or your own ONNX model",
+                       description="Register a run folder written by `pixsight train` (model.json + model.onnx; "
+                       "the ONNX file is exported first when missing, which needs torch) or an .onnx file "
+                       "(--task classify|embed). Nothing is copied: the entry points at the files.")
+    p.add_argument("path", help="a run folder (runs/detect/x) or an .onnx file (it stays where it is)")
+    p.add_argument("--task", choices=("classify", "embed"), help="task of an .onnx file (a run folder knows its own)")
+    p.add_argument("--default", action="store_true",
+                   help="make this run the model `pixsight analyze --tasks TASK` uses (default: the latest added)")
     p.add_argument("--name", help="registry name (default: the file name)")
     p.add_argument("--labels", help="text file with one class name per line (classify)")
     p.add_argument("--size", type=_size, help="input size N or HxW (default: from the model)")
@@ -250,6 +305,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--origin", help="where the model comes from (default: the file path)")
     p.add_argument("--replace", action="store_true", help="replace a user model of the same name")
     p.set_defaults(func=_cmd_add)
+
+    p = sub.add_parser("default", help="make a trained model the one its task uses (pixsight analyze --tasks TASK)")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_default)
 
     p = sub.add_parser("remove", help="forget a user model (its files stay)")
     p.add_argument("name")

@@ -36,6 +36,8 @@ __all__ = [
     "FacesOptions",
     "ClassifyOptions",
     "EmbedOptions",
+    "DetectOptions",
+    "SegmentOptions",
     "AnalyzeConfig",
     "pixsight_home",
     "cache_dir",
@@ -92,6 +94,17 @@ class FacesOptions:
 
 
 @dataclass(frozen=True)
+class DetectOptions:
+    model: str = ""  # "" = the registered detect model (pixsight models add RUN); or a name / run folder
+    score_threshold: float = -1.0  # < 0 = the model's postprocess.analyze_score_threshold (model.json)
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    model: str = ""  # "" = the registered segment model; or a name / run folder
+
+
+@dataclass(frozen=True)
 class AnalyzeConfig:
     """Everything ``pixsight analyze`` can be told, with commented defaults."""
 
@@ -104,6 +117,8 @@ class AnalyzeConfig:
     embed: EmbedOptions = field(default_factory=EmbedOptions)
     ocr: OcrOptions = field(default_factory=OcrOptions)
     faces: FacesOptions = field(default_factory=FacesOptions)
+    detect: DetectOptions = field(default_factory=DetectOptions)  # trained models (pixsight train)
+    segment: SegmentOptions = field(default_factory=SegmentOptions)
     with_vectors: bool = False
     parallel_stages: bool = True  # run the task stages of one batch concurrently
 

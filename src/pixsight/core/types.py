@@ -2,7 +2,8 @@
 
 Every type is a dataclass over numpy arrays, validated on construction, with
 ``to_dict()`` / ``from_dict()`` for JSON. Boxes are absolute ``xyxy`` floats in the
-coordinates of the *oriented* image; scores are floats in [0, 1].
+coordinates of the *oriented* image; scores are floats in [0, 1]. :class:`Detections` and
+:class:`Segmentation` (trained models) live in :mod:`pixsight.core.spatial`, re-exported here.
 
 >>> c = Classification(class_ids=np.array([281]), scores=np.array([0.9]), labels=["tabby"])
 >>> c.to_dict()
@@ -18,44 +19,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import PixsightError
+from ._results import ResultValidationError, _as_array, _check_len, _check_scores, _r
+from .spatial import Detections, Segmentation
 
 __all__ = [
     "Classification",
     "TextLines",
     "Faces",
     "Embedding",
+    "Detections",
+    "Segmentation",
     "Analysis",
+    "ResultValidationError",
     "TaskResult",
     "RESULT_TYPES",
 ]
-
-
-class ResultValidationError(PixsightError, ValueError):
-    """A result object was built with inconsistent arrays."""
-
-
-def _as_array(value: Any, dtype: Any, shape_tail: tuple[int, ...], name: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=dtype)
-    if arr.size == 0:
-        arr = arr.reshape((0, *shape_tail))
-    if arr.ndim != 1 + len(shape_tail) or (shape_tail and arr.shape[1:] != shape_tail):
-        raise ResultValidationError(f"{name}: expected shape (N, {shape_tail}), got {arr.shape}")
-    return arr
-
-
-def _check_scores(scores: np.ndarray, name: str) -> None:
-    if scores.size and (not np.all(np.isfinite(scores)) or scores.min() < -1e-6 or scores.max() > 1 + 1e-6):
-        raise ResultValidationError(f"{name}: scores must be finite and in [0, 1]")
-
-
-def _check_len(n: int, name: str, other: np.ndarray | list, other_name: str) -> None:
-    if len(other) != n:
-        raise ResultValidationError(f"{name}: {other_name} has {len(other)} rows, expected {n}")
-
-
-def _r(x: float, nd: int = 4) -> float:
-    return round(float(x), nd)
 
 
 @dataclass(frozen=True)
@@ -322,13 +300,15 @@ class Embedding:
         return cls(vector=np.asarray(d["vector"], dtype=np.float32), model=d["model"])
 
 
-TaskResult = Classification | TextLines | Faces | Embedding
+TaskResult = Classification | TextLines | Faces | Embedding | Detections | Segmentation
 
 RESULT_TYPES: dict[str, type] = {
     "classify": Classification,
     "ocr": TextLines,
     "faces": Faces,
     "embed": Embedding,
+    "detect": Detections,
+    "segment": Segmentation,
 }
 
 
@@ -361,6 +341,18 @@ class Analysis:
             raise ResultValidationError(f"Analysis: status must be 'ok' or 'error', got {self.status!r}")
         if self.status == "error" and not self.error:
             raise ResultValidationError("Analysis: status 'error' needs an error {type, message}")
+
+    @property
+    def detections(self) -> Detections | None:
+        """The ``detect`` result (a trained detector's boxes), or ``None`` when it did not run."""
+        result = self.results.get("detect")
+        return result if isinstance(result, Detections) else None
+
+    @property
+    def segmentation(self) -> Segmentation | None:
+        """The ``segment`` result (a trained segmenter's class map), or ``None`` when it did not run."""
+        result = self.results.get("segment")
+        return result if isinstance(result, Segmentation) else None
 
     def to_dict(self, *, with_vectors: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {

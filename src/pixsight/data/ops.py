@@ -1,8 +1,9 @@
-"""Whole-dataset operations: assign train/val/test splits, and summarise a dataset.
+"""Whole-dataset operations: assign train/val/test splits, summarise and fingerprint a dataset.
 
 :func:`split_dataset` returns a new :class:`~pixsight.data.dataset.Dataset` whose images
 carry ``attributes["split"]``; :func:`dataset_stats` returns a JSON-ready dict of counts
-and box/image size statistics.
+and box/image size statistics; :func:`dataset_fingerprint` is a sha256 of the labels
+(not the pixels) that stays the same across formats.
 
 >>> from pixsight.data.dataset import Annotation, Dataset, ImageRecord
 >>> recs = [ImageRecord(f"{i}.png", 8, 8, [Annotation(i % 2, [0, 0, 4, 2])]) for i in range(10)]
@@ -15,7 +16,10 @@ and box/image size statistics.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -25,7 +29,8 @@ import numpy as np
 from .dataset import Dataset, ImageRecord
 from .split import perceptual_groups, split_items
 
-__all__ = ["EMPTY_STRATUM", "split_dataset", "dataset_stats", "image_stratum"]
+__all__ = ["EMPTY_STRATUM", "FINGERPRINT_VERSION", "split_dataset", "dataset_stats", "image_stratum",
+           "dataset_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,13 @@ EMPTY_STRATUM: str = "<empty>"
 _QUANTILES: tuple[tuple[str, float], ...] = (("min", 0.0), ("p05", 0.05), ("p25", 0.25), ("median", 0.5),
                                             ("p75", 0.75), ("p95", 0.95), ("max", 1.0))
 _HIST_BINS = 12
+#: Tag hashed first by :func:`dataset_fingerprint`; bumped if what it covers ever changes.
+FINGERPRINT_VERSION: str = "pixsight-dataset-fingerprint/1"
+#: Coordinates are quantised to 1/100 px on a grid shifted by this fraction of a step, so
+#: that exact binary values such as ``10.125`` never sit on a rounding boundary (a YOLO
+#: round trip moves them by ~1e-10 px, which must not flip the rounded value).
+_GRID = 100.0
+_GRID_SHIFT = 0.2929
 
 
 def image_stratum(rec: ImageRecord, task: str, rarity: Sequence[int]) -> Hashable:
@@ -178,3 +190,58 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
         "splits": dict(sorted(splits.items())),
         "unsplit_images": unsplit,
     }
+
+
+def _q(value: float) -> int:
+    """A coordinate quantised to the fingerprint grid (1/100 px)."""
+    return math.floor(float(value) * _GRID + _GRID_SHIFT)
+
+
+def _annotation_key(ann: Any, classes: Sequence[str]) -> list[Any]:
+    key: list[Any] = [classes[ann.class_id], [_q(v) for v in ann.box], int(ann.iscrowd)]
+    if ann.polygons:
+        key.append(["poly", [[_q(v) for v in p.ravel()] for p in ann.polygons]])
+    if ann.rle is not None:
+        key.append(["rle", list(ann.rle["size"]), ann.rle["counts"]])
+    return key
+
+
+def dataset_fingerprint(ds: Dataset) -> str:
+    """A sha256 hex digest of what ``ds`` says about its images — not of the pixels.
+
+    Covered: the class names in order; per image (sorted by ``file_name``) its file name,
+    width, height, ``split`` attribute, image label (by class name) and annotations (class
+    name, box, ``iscrowd``, polygons, RLE mask). Coordinates are quantised to 1/100 px, so
+    float round-off of a format round trip (YOLO stores normalised coordinates) does not
+    change the digest; the order of annotations within an image is ignored (they are
+    hashed as a sorted list). Not covered: the dataset root folder, the format, image and
+    annotation ids, category ids and other attributes (VOC ``difficult``, COCO ``area``,
+    ``info``) — things a lossless format conversion may renumber or drop.
+
+    So the same labelled data in COCO, YOLO or VOC (when the format holds everything) gives
+    the same fingerprint, and a changed label file gives a different one; a changed image
+    whose size stayed the same does not.
+
+    >>> from pixsight.data.dataset import Annotation, Dataset, ImageRecord
+    >>> a = Dataset(".", ["cat"], [ImageRecord("a.png", 8, 6, [Annotation(0, [1, 1, 5, 4])])])
+    >>> b = Dataset("/elsewhere", ["cat"], [ImageRecord("a.png", 8, 6, [Annotation(0, [1, 1, 5.0000001, 4])])])
+    >>> c = Dataset(".", ["dog"], [ImageRecord("a.png", 8, 6, [Annotation(0, [1, 1, 5, 4])])])
+    >>> dataset_fingerprint(a) == dataset_fingerprint(b), dataset_fingerprint(a) == dataset_fingerprint(c)
+    (True, False)
+    >>> len(dataset_fingerprint(a))
+    64
+    """
+    h = hashlib.sha256()
+
+    def feed(obj: Any) -> None:
+        h.update(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+
+    feed([FINGERPRINT_VERSION, list(ds.classes)])
+    for rec in sorted(ds.images, key=lambda r: r.file_name):
+        split = rec.attributes.get("split")
+        anns = sorted((_annotation_key(a, ds.classes) for a in rec.annotations),
+                      key=lambda k: json.dumps(k, separators=(",", ":")))
+        feed([rec.file_name, rec.width, rec.height, None if split is None else str(split),
+              None if rec.label is None else ds.classes[rec.label], anns])
+    return h.hexdigest()

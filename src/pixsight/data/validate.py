@@ -1,384 +1,153 @@
-"""Dataset validation: every problem in a COCO JSON file, with file and record, and safe fixes.
+"""Dataset validation for every format: every problem, with file and record, and safe fixes.
 
-Unlike the readers (which stop at the first problem), :func:`validate_coco` parses the file
-leniently and collects them all. :func:`fix_coco` applies only the fixes that cannot lose
-good data: clip boxes to their image, drop annotations whose box is empty after clipping or
-not finite, drop annotations that point to an unknown image or category. Images are never
-touched.
+The readers in :mod:`pixsight.data.formats` stop at the first problem; a validator parses
+its format leniently and collects them all: missing or unreadable images (checked as
+cheaply as the format allows, with the safe loader's size limits), image sizes that differ
+from the labels, boxes outside the image, empty or non-finite, unknown classes, duplicate
+ids and files, malformed records. When the lenient pass finds nothing, the real reader runs
+too, so ``ok`` means :func:`~pixsight.data.formats.read_dataset` will load the dataset.
+
+:func:`fix_dataset` applies only the fixes a problem is marked with, in the same format:
+
+- ``clip``: a box (or polygon) poking out of its image is clipped to the image;
+- ``drop``: an annotation whose box is empty, not finite or entirely outside the image,
+  whose class is not in the class list, that points to an unknown image (COCO), or that
+  exactly repeats an earlier one (YOLO lines) is removed.
+
+Images, class lists and everything else are never changed. Dropping a label of an unknown
+class loses that label: when many are reported, the class list is likely what is wrong, and
+that should be fixed by hand instead.
 
 >>> import json, tempfile
->>> from pathlib import Path
 >>> from PIL import Image
 >>> d = Path(tempfile.mkdtemp()); Image.new("RGB", (8, 6)).save(d / "a.png")
 >>> doc = {"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}],
 ...        "categories": [{"id": 1, "name": "cat"}],
 ...        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 2, 10, 2]}]}
 >>> _ = (d / "a.json").write_text(json.dumps(doc))
->>> report = validate_coco(d / "a.json")
->>> [(p.record, p.fixable) for p in report.problems]
-[('annotations[0] (id 1)', True)]
->>> fix_coco(d / "a.json", d / "a.json", report).clipped
+>>> report = validate_dataset(d / "a.json")
+>>> report.format, [(p.record, p.fix) for p in report.problems]
+('coco', [('annotations[0] (id 1)', 'clip')])
+>>> fix_dataset(d / "a.json", report).clipped
 ['annotations[0] (id 1)']
->>> validate_coco(d / "a.json").ok
+>>> validate_dataset(d / "a.json").ok
 True
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from dataclasses import asdict, dataclass, field
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Literal
 
-from ..core.errors import DatasetFormatError, PixsightError
-from ..core.fileio import atomic_write_text
-from ..core.image import load_image
-from .dataset import BOX_TOLERANCE, check_file_name
+from ..core.errors import DatasetFormatError
+from .validators.common import FixSummary, Problem, ValidationReport, probe_image
+from .validators.coco import fix_coco, validate_coco
+from .validators.folders import validate_folders
+from .validators.labelstudio import fix_labelstudio, labelstudio_json, validate_labelstudio
+from .validators.voc import fix_voc, validate_voc
+from .validators.cvat import cvat_xml, fix_cvat, validate_cvat
+from .validators.yolo import fix_yolo, validate_yolo, yolo_yaml
 
-__all__ = ["Problem", "ValidationReport", "FixSummary", "validate_coco", "fix_coco"]
+__all__ = ["Problem", "ValidationReport", "FixSummary", "validate_dataset", "fix_dataset", "dataset_file",
+           "validate_coco", "fix_coco", "validate_yolo", "fix_yolo", "validate_voc", "fix_voc",
+           "validate_cvat", "fix_cvat", "validate_labelstudio", "fix_labelstudio", "validate_folders",
+           "probe_image"]
 
 log = logging.getLogger(__name__)
 
-Severity = Literal["error", "warning"]
+_VALIDATORS = {"coco": validate_coco, "yolo": validate_yolo, "voc": validate_voc, "cvat": validate_cvat,
+               "labelstudio": validate_labelstudio, "folders": validate_folders}
+#: Formats whose labels live in one file (``--out`` is a file) vs. a folder (``--out`` is a folder).
+SINGLE_FILE_FORMATS: tuple[str, ...] = ("coco", "cvat", "labelstudio")
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One problem: how bad, in which file, which record, what is wrong, and whether
-    :func:`fix_coco` can fix it safely (``fix`` says how: ``"clip"`` or ``"drop"``)."""
+def dataset_file(path: str | Path, fmt: str) -> Path:
+    """The file a single-file format's labels are in (COCO JSON, CVAT XML, Label Studio JSON);
+    for YOLO the ``data.yaml``; for VOC and folders the folder itself."""
+    from .formats.coco import looks_like_coco
 
-    severity: Severity
-    file: str
-    record: str
-    message: str
-    fixable: bool = False
-    fix: str | None = None
-    index: int | None = field(default=None, repr=False)  # position in ``annotations`` (fixes only)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("index")
-        return d
-
-
-@dataclass
-class ValidationReport:
-    """All problems found in one dataset file; ``ok`` when there are none."""
-
-    path: str
-    problems: list[Problem] = field(default_factory=list)
-    images: int = 0
-    annotations: int = 0
-    categories: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
-
-    @property
-    def unfixable(self) -> list[Problem]:
-        return [p for p in self.problems if not p.fixable]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "ok": self.ok, "images": self.images, "annotations": self.annotations,
-                "categories": self.categories, "errors": len(self.errors), "warnings": len(self.warnings),
-                "fixable": sum(p.fixable for p in self.problems),
-                "problems": [p.to_dict() for p in self.problems]}
+    p = Path(path)
+    if fmt == "coco" and p.is_dir():
+        jsons = [j for j in sorted(p.glob("*.json")) if looks_like_coco(j)]
+        if len(jsons) != 1:
+            raise DatasetFormatError(f"expected one COCO JSON file in the folder, found {len(jsons)} "
+                                     f"({', '.join(j.name for j in jsons) or 'none'}); name the one to use", path=str(p))
+        return jsons[0]
+    if fmt == "cvat":
+        return cvat_xml(p)
+    if fmt == "labelstudio":
+        return labelstudio_json(p)
+    if fmt == "yolo":
+        return yolo_yaml(p)
+    return p
 
 
-@dataclass
-class FixSummary:
-    """What :func:`fix_coco` changed: records of clipped and dropped annotations."""
+def validate_dataset(path: str | Path, *, fmt: str | None = None, check_images: bool = True,
+                     decode: bool = False) -> ValidationReport:
+    """Every problem in the dataset at ``path`` (format detected unless ``fmt``); never raises
+    on a bad dataset, only when ``path`` is not a dataset pixsight recognises.
 
-    out_path: str
-    clipped: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
+    ``check_images`` probes every image (missing, unreadable, over the size limits, size
+    differing from the labels); ``decode`` decodes each one (reduced) instead of the
+    cheapest check its format allows.
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.clipped or self.dropped)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"out_path": self.out_path, "clipped": self.clipped, "dropped": self.dropped}
-
-
-def _parse_constant(name: str) -> float:
-    return float(name.replace("Infinity", "inf"))
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _load(path: Path) -> tuple[Any, str | None]:
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_parse_constant), None
-    except FileNotFoundError:
-        return None, "file not found"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"not valid JSON: {err}"
-
-
-class _Collector:
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def error(self, record: str, message: str, *, fix: str | None = None, index: int | None = None) -> None:
-        self.problems.append(Problem("error", self.file, record, message, fix is not None, fix, index))
-
-    def warning(self, record: str, message: str) -> None:
-        self.problems.append(Problem("warning", self.file, record, message))
-
-
-def _record(kind: str, i: int, item: Any) -> str:
-    rid = item.get("id") if isinstance(item, dict) else None
-    return f"{kind}[{i}] (id {rid})" if _is_int(rid) else f"{kind}[{i}]"
-
-
-def _check_categories(cats: list, out: _Collector) -> set[int]:
-    ids: set[int] = set()
-    for i, cat in enumerate(cats):
-        rec = _record("categories", i, cat)
-        if not isinstance(cat, dict):
-            out.error(rec, f"must be an object, got {type(cat).__name__}")
-            continue
-        cid = cat.get("id")
-        if "id" not in cat:
-            out.error(rec, "missing key 'id'")
-        elif not _is_int(cid):
-            out.error(rec, f"id must be an int, got {cid!r}")
-        elif cid in ids:
-            out.error(rec, f"duplicate category id {cid}")
-        else:
-            ids.add(cid)
-        name = cat.get("name")
-        if "name" not in cat:
-            out.error(rec, "missing key 'name'")
-        elif not isinstance(name, str) or not name:
-            out.error(rec, f"name must be a non-empty string, got {name!r}")
-    return ids
-
-
-def _check_images(images: list, root: Path, out: _Collector, *, check_images: bool) -> dict[int, tuple[int, int] | None]:
-    """Image id -> (width, height) from the JSON (None when those are invalid)."""
-    sizes: dict[int, tuple[int, int] | None] = {}
-    for i, im in enumerate(images):
-        rec = _record("images", i, im)
-        if not isinstance(im, dict):
-            out.error(rec, f"must be an object, got {type(im).__name__}")
-            continue
-        iid = im.get("id")
-        if "id" not in im:
-            out.error(rec, "missing key 'id'")
-            iid = None
-        elif not _is_int(iid):
-            out.error(rec, f"id must be an int, got {iid!r}")
-            iid = None
-        elif iid in sizes:
-            out.error(rec, f"duplicate image id {iid}")
-            iid = None
-        size_ok = True
-        for key in ("width", "height"):
-            v = im.get(key)
-            if key not in im:
-                out.error(rec, f"missing key {key!r}")
-                size_ok = False
-            elif not _is_int(v) or v <= 0:
-                out.error(rec, f"{key} must be a positive int, got {v!r}")
-                size_ok = False
-        size = (im["width"], im["height"]) if size_ok else None
-        if iid is not None:
-            sizes[iid] = size
-        if "file_name" not in im:
-            out.error(rec, "missing key 'file_name'")
-            continue
-        try:
-            file_name = check_file_name(im["file_name"])
-        except DatasetFormatError as err:
-            out.error(rec, err.message)
-            continue
-        if check_images:
-            _check_image_file(root / file_name, file_name, size, rec, out)
-    return sizes
-
-
-def _check_image_file(path: Path, file_name: str, size: tuple[int, int] | None, rec: str, out: _Collector) -> None:
-    if not path.is_file():
-        out.error(rec, f"image file not found: {file_name}")
-        return
-    try:
-        img = load_image(path, max_side=64)  # reduced decode: proves the file decodes, cheaply
-    except PixsightError as err:
-        out.error(rec, f"unreadable image {file_name}: {err.message}")
-        return
-    if size is not None and (img.width, img.height) != size:
-        out.error(rec, f"size in JSON is {size[0]}x{size[1]} but {file_name} is {img.width}x{img.height}")
-
-
-def _check_annotation(i: int, a: Any, sizes: dict[int, tuple[int, int] | None], cat_ids: set[int],
-                      ann_ids: set[int], out: _Collector) -> None:
-    rec = _record("annotations", i, a)
-    if not isinstance(a, dict):
-        out.error(rec, f"must be an object, got {type(a).__name__}")
-        return
-    aid = a.get("id")
-    if "id" not in a:
-        out.warning(rec, "missing key 'id' (pycocotools needs annotation ids)")
-    elif not _is_int(aid):
-        out.error(rec, f"id must be an int, got {aid!r}")
-    elif aid in ann_ids:
-        out.error(rec, f"duplicate annotation id {aid}")
-    else:
-        ann_ids.add(aid)
-    size = None
-    known = True
-    for key, pool, what in (("image_id", sizes, "images"), ("category_id", cat_ids, "categories")):
-        v = a.get(key)
-        if key not in a:
-            out.error(rec, f"missing key {key!r}")
-            known = False
-        elif not _is_int(v):
-            out.error(rec, f"{key} must be an int, got {v!r}")
-            known = False
-        elif v not in pool:
-            out.error(rec, f"{key} {v} is not in {what}", fix="drop", index=i)
-            return  # dropped by --fix: the box checks below would only add noise
-        elif key == "image_id":
-            size = sizes[v]
-    seg = a.get("segmentation")
-    if seg is not None and not isinstance(seg, (list, dict)):
-        out.error(rec, f"segmentation must be a list of polygons or an RLE dict, got {type(seg).__name__}")
-    elif isinstance(seg, dict) and size is not None and isinstance(seg.get("size"), list) \
-            and list(seg["size"]) != [size[1], size[0]]:
-        out.error(rec, f"RLE size {seg['size']} differs from the image's [{size[1]}, {size[0]}]")
-    if "bbox" not in a:
-        out.error(rec, "missing key 'bbox'")
-        return
-    bbox = a["bbox"]
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_num(v) for v in bbox):
-        out.error(rec, f"bbox must be [x, y, width, height] numbers, got {bbox!r}")
-        return
-    if not all(math.isfinite(v) for v in bbox):
-        out.error(rec, f"bbox has a non-finite value: {bbox}", fix="drop", index=i)
-        return
-    x, y, w, h = bbox
-    if w <= 0 or h <= 0:
-        out.error(rec, f"bbox {bbox} has zero or negative size", fix="drop", index=i)
-        return
-    if size is None or not known:
-        return
-    iw, ih = size
-    t = BOX_TOLERANCE
-    if x < -t or y < -t or x + w > iw + t or y + h > ih + t:
-        empty = _clip(bbox, iw, ih) is None
-        out.error(rec, f"bbox {bbox} is outside the {iw}x{ih} image" + (" (nothing left inside)" if empty else ""),
-                  fix="drop" if empty else "clip", index=i)
-
-
-def _clip(bbox: list[float], width: int, height: int) -> list[float] | None:
-    """``bbox`` (xywh) clipped to the image, or None when nothing of it is inside."""
-    x1, y1 = max(0.0, float(bbox[0])), max(0.0, float(bbox[1]))
-    x2, y2 = min(float(width), float(bbox[0] + bbox[2])), min(float(height), float(bbox[1] + bbox[3]))
-    if x2 <= x1 or y2 <= y1:
-        return None
-    return [x1, y1, x2 - x1, y2 - y1]
-
-
-def validate_coco(json_path: str | Path, *, check_images: bool = True) -> ValidationReport:
-    """Every problem in the COCO JSON file at ``json_path`` (never raises on a bad file).
-
-    ``check_images`` also opens each image (relative to the JSON's folder): missing or
-    unreadable files and sizes that differ from the JSON are reported.
+    Raises:
+        DatasetFormatError: ``path`` does not exist, its format cannot be told, or (COCO) a
+            folder holds several COCO files.
     """
-    path = Path(json_path)
-    out = _Collector(str(path))
-    report = ValidationReport(str(path))
-    doc, err = _load(path)
-    if err:
-        out.error("file", err)
-    elif not isinstance(doc, dict):
-        out.error("top level", f"expected a JSON object with images, annotations and categories, "
-                  f"got {type(doc).__name__}")
-    else:
-        lists: dict[str, list] = {}
-        for key in ("images", "annotations", "categories"):
-            if key not in doc:
-                if key == "annotations":
-                    out.warning("top level", "no 'annotations' list (read as a dataset without labels)")
-                else:
-                    out.error("top level", f"missing key {key!r}")
-                lists[key] = []
-            elif not isinstance(doc[key], list):
-                out.error("top level", f"{key!r} must be a list, got {type(doc[key]).__name__}")
-                lists[key] = []
-            else:
-                lists[key] = doc[key]
-        cat_ids = _check_categories(lists["categories"], out)
-        sizes = _check_images(lists["images"], path.parent, out, check_images=check_images)
-        ann_ids: set[int] = set()
-        for i, a in enumerate(lists["annotations"]):
-            _check_annotation(i, a, sizes, cat_ids, ann_ids, out)
-        report.images, report.annotations, report.categories = (
-            len(lists["images"]), len(lists["annotations"]), len(lists["categories"]))
-    report.problems = out.problems
-    log.debug("validated %s: %d problems", path, len(report.problems))
+    from .formats import FORMATS, detect_format, read_dataset
+
+    fmt = fmt or detect_format(path)
+    if fmt not in _VALIDATORS:
+        raise DatasetFormatError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
+    target = dataset_file(path, fmt)
+    report = _VALIDATORS[fmt](target, check_images=check_images, decode=decode)
+    if not report.errors:  # the safety net: what validates must load
+        try:
+            read_dataset(target, fmt)
+        except DatasetFormatError as err:
+            report.problems.append(Problem("error", err.path or str(target), "dataset", err.message))
+    log.debug("validated %s (%s): %d problems", target, fmt, len(report.problems))
     return report
 
 
-def fix_coco(json_path: str | Path, out_path: str | Path, report: ValidationReport) -> FixSummary:
-    """Apply the safe fixes ``report`` (from :func:`validate_coco` on ``json_path``) marked
-    fixable and write the JSON atomically to ``out_path`` (may be ``json_path``).
+def fix_dataset(path: str | Path, report: ValidationReport, *, out: str | Path | None = None) -> FixSummary:
+    """Apply ``report``'s safe fixes (from :func:`validate_dataset` on ``path``), in place, or
+    into ``out``: a file for single-file formats (COCO, CVAT, Label Studio: images stay
+    where they are), a new folder for YOLO and VOC (the dataset is copied there first).
 
-    Boxes are clipped to their image (``area`` of box-only annotations follows); annotations
-    with an empty or non-finite box, or an unknown image or category, are dropped. Everything
-    else, images included, is left as it was.
+    Raises:
+        DatasetFormatError: the format has nothing to fix (folders), ``out`` exists (folder
+            formats), or the file changed since it was validated.
     """
-    path, out_path = Path(json_path), Path(out_path)
-    doc, err = _load(path)
-    if err or not isinstance(doc, dict):
-        raise DatasetFormatError(err or "not a COCO JSON object", path=str(path))
-    anns = doc.get("annotations")
-    summary = FixSummary(str(out_path))
-    actions = {p.index: (p.fix, p.record) for p in report.problems if p.fixable and p.index is not None}
-    if actions and not isinstance(anns, list):
-        raise DatasetFormatError("the file changed since it was validated; validate it again", path=str(path))
-    sizes = {im["id"]: (im["width"], im["height"]) for im in doc.get("images", [])
-             if isinstance(im, dict) and _is_int(im.get("id")) and _is_int(im.get("width")) and _is_int(im.get("height"))}
-    kept = []
-    for i, a in enumerate(anns or []):
-        fix, record = actions.get(i, (None, ""))
-        if fix == "clip":
-            clipped = _clip(a["bbox"], *sizes[a["image_id"]]) if a.get("image_id") in sizes else None
-            if clipped is not None:
-                a["bbox"] = clipped
-                if "area" in a and not a.get("segmentation"):
-                    a["area"] = clipped[2] * clipped[3]
-                summary.clipped.append(record)
-                kept.append(a)
-                continue
-            fix = "drop"
-        if fix == "drop":
-            summary.dropped.append(record)
-            continue
-        kept.append(a)
-    if anns is not None:
-        doc["annotations"] = kept
-    # allow_nan: a NaN elsewhere that we do not own (e.g. in ``info``) is written back as it was
-    atomic_write_text(out_path, json.dumps(doc))
-    log.info("fixed %s -> %s: %d clipped, %d dropped", path, out_path, len(summary.clipped), len(summary.dropped))
+    fmt = report.format
+    src = dataset_file(path, fmt)
+    if fmt == "coco":
+        return fix_coco(src, Path(out) if out else src, report)
+    if fmt == "cvat":
+        return fix_cvat(src, Path(out) if out else src, report)
+    if fmt == "labelstudio":
+        return fix_labelstudio(src, Path(out) if out else src, report)
+    if fmt not in ("yolo", "voc"):
+        raise DatasetFormatError(f"{fmt} datasets have no safe fixes", path=str(path))
+    fixer = fix_yolo if fmt == "yolo" else fix_voc
+    folder = src.parent if fmt == "yolo" else src
+    if out is None:
+        return fixer(folder, report)
+    dest = Path(out)
+    if dest.exists():
+        raise DatasetFormatError("already exists; --out must be a new folder for a fixed copy", path=str(dest))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.fix-", dir=dest.parent))
+    try:
+        copy = tmp / "dataset"
+        shutil.copytree(folder, copy, symlinks=True)
+        summary = fixer(copy, report)
+        copy.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary.out_path = str(dest)
+    summary.files = [str(dest / Path(f).relative_to(copy.resolve())) for f in summary.files]
     return summary

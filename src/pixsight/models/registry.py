@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +102,25 @@ class Registry:
     def get(self, name: str) -> ModelSpec:
         """The entry called ``name`` (a ``name@version`` key is accepted too).
 
+        A training run folder (``runs/detect/x``: a path to a folder with ``model.json``)
+        is accepted as well and read without registering it. A registered run is re-read
+        from its folder, so its version follows the current ``model.onnx``.
+
         Raises:
             UnknownModelError: no such entry; the message lists close matches.
+            ConfigError, WeightsError: ``name`` is a run folder that cannot be used.
         """
+        from .runs import is_run_dir, refresh, run_spec
+
         base, _, version = name.partition("@")
         spec = self._user.get(base) or self._builtin.get(base)
+        if spec is None and (any(sep in name for sep in ("/", os.sep)) or is_run_dir(name)):
+            if is_run_dir(name) or Path(name).expanduser().exists():
+                return run_spec(name)
+            raise UnknownModelError(f"{name!r} is neither a registered model nor a training run folder "
+                                    "(a folder with model.json; see: pixsight models list)")
+        if spec is not None and spec.options.get("run_dir"):
+            spec = refresh(spec)
         if spec is not None and (not version or version == spec.version):
             return spec
         if spec is not None:
@@ -129,6 +144,15 @@ class Registry:
         if not specs:
             raise UnknownModelError(f"no model in the registry answers task {task!r}")
         return next((s for s in specs if s.default and not s.user), specs[0])
+
+    def trained_for(self, task: str) -> ModelSpec | None:
+        """The registered trained model (``pixsight models add RUN``) that ``task`` uses:
+        the one marked default, else the most recently added; ``None`` when there is none."""
+        runs = [s for s in self._user.values() if s.task == task and s.options.get("stage") == "trained"]
+        if not runs:
+            return None
+        best = max(runs, key=lambda s: (s.default, float(s.options.get("added") or 0.0)))
+        return self.get(best.name)
 
     # -- user entries ----------------------------------------------------------------
     def add(self, spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
@@ -169,6 +193,26 @@ class Registry:
             spec = self._user.pop(name)
             self._write_user()
         return spec
+
+    def set_default(self, name: str) -> ModelSpec:
+        """Mark a user entry as the default of its task (unmarking the other user entries).
+
+        Raises:
+            ConfigError: ``name`` is a builtin model.
+            UnknownModelError: no user entry has that name.
+        """
+        if name in self._builtin:
+            raise ConfigError(f"{name!r} is a builtin model; only your own models can be made the default here")
+        with self._locked():
+            self._user = self._read_user()
+            if name not in self._user:
+                self.get(name)  # raises with close matches
+            task = self._user[name].task
+            for key, spec in list(self._user.items()):
+                if spec.task == task and (spec.default or key == name):
+                    self._user[key] = ModelSpec.from_dict({**spec.to_dict(), "default": key == name})
+            self._write_user()
+        return self._user[name]
 
     def _read_user(self) -> dict[str, ModelSpec]:
         try:
@@ -354,5 +398,14 @@ def describe(spec: ModelSpec) -> dict[str, Any]:
         "default": spec.default,
         "user": spec.user,
         "sources": sorted({s.kind for s in (*spec.weights, *(x for v in spec.files.values() for x in v))}),
+        "classes": list(spec.options.get("classes") or []),
+        "metric": _primary_metric(spec),
         **avail.to_dict(),
     }
+
+
+def _primary_metric(spec: ModelSpec) -> str:
+    """``"map_50 0.912"`` for a trained run (its primary validation metric), else ``""``."""
+    key = spec.options.get("primary_metric")
+    value = spec.metrics.get(key) if key else None
+    return f"{key} {value:.3f}" if isinstance(value, (int, float)) else ""

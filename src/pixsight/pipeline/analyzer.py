@@ -134,7 +134,7 @@ class Analyzer:
         self.registry = registry or get_registry()
         self.tasks, self.skipped_tasks = resolve_tasks(self.config, self.registry)
         self.models: dict[str, str] = {
-            t: self.registry.get(model_for_task(t, self.config)).key for t in self.tasks
+            t: self.registry.get(model_for_task(t, self.config, self.registry)).key for t in self.tasks
         }
         isolate = ProcessStage if (self.config.parallel_stages and default_threads() > 1) else None
         self.stages: list[Stage] = (

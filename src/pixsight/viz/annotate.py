@@ -2,6 +2,8 @@
 
 What is drawn (each only when the analysis has it):
 
+- segmentation masks (translucent, one colour per class) with a legend in the bottom-left corner;
+- detected object boxes with "label score", one colour per class;
 - face boxes with their score (or ``identity`` from ``Faces.data``) and landmark dots;
 - OCR line polygons, with a small text label when the line is tall enough to read;
 - the top classification label and score as a banner in the top-left corner;
@@ -37,9 +39,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pixsight.core.errors import PixsightError
 from pixsight.core.fileio import atomic_writer
-from pixsight.core.types import Analysis, Classification, Faces, TextLines
+from pixsight.core.spatial import resize_nearest
+from pixsight.core.types import Analysis, Classification, Detections, Faces, Segmentation, TextLines
 
-__all__ = ["AnnotationError", "draw_analysis", "save_annotated", "safe_output_name"]
+__all__ = ["AnnotationError", "draw_analysis", "save_annotated", "safe_output_name", "class_colour"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,13 @@ _OCR: RGB = (0, 200, 255)  # cyan
 _REVIEW: RGB = (255, 145, 0)  # orange
 _ERROR: RGB = (229, 57, 53)  # red
 _BANNER_BG = (0, 0, 0, 175)
+# Distinct, saturated colours for classes (detect/segment), readable on the dark label plates.
+_CLASS_COLOURS: tuple[RGB, ...] = (
+    (255, 64, 129), (41, 121, 255), (255, 214, 0), (0, 230, 118), (213, 0, 249), (255, 109, 0),
+    (0, 229, 255), (174, 234, 0), (255, 23, 68), (101, 31, 255), (29, 233, 182), (255, 171, 64),
+)
+_MASK_ALPHA = 110  # of 255: the image stays visible under a mask
+_MAX_BOX_LABELS = 60
 _MAX_OCR_LABELS = 60
 _MAX_LABEL_CHARS = 48
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
@@ -180,6 +190,50 @@ def _draw_faces(p: _Painter, faces: Faces) -> None:
                 size=max(11, round(p.font_px * 0.8)))
 
 
+def class_colour(class_id: int) -> RGB:
+    """The colour of a class in overlays (stable per class id).
+
+    >>> class_colour(0) != class_colour(1), class_colour(0) == class_colour(12)
+    (True, True)
+    """
+    return _CLASS_COLOURS[int(class_id) % len(_CLASS_COLOURS)]
+
+
+def _draw_detections(p: _Painter, dets: Detections) -> None:
+    order = np.argsort(dets.scores, kind="stable")  # best drawn last, on top
+    size = max(11, round(p.font_px * 0.8))
+    for i in order:
+        p.box(dets.boxes[i], class_colour(int(dets.class_ids[i])))
+    if len(dets) > _MAX_BOX_LABELS:
+        return
+    for i in order:
+        text = _clean_text(f"{dets.labels[i]} {dets.scores[i]:.2f}")
+        p.label(text, float(dets.boxes[i][0]), float(dets.boxes[i][1]) - p.lw - p.halo,
+                colour=class_colour(int(dets.class_ids[i])), size=size)
+
+
+def _mask_layer(seg: Segmentation, size: tuple[int, int]) -> Image.Image:
+    """An RGBA layer the size of the output: each class's pixels in its colour, translucent."""
+    w, h = size
+    cmap = resize_nearest(seg.class_map(), h, w)
+    lut = np.zeros((int(cmap.max()) + 1, 4), np.uint8)
+    for cid in seg.class_ids:
+        lut[int(cid) + 1] = (*class_colour(int(cid)), _MASK_ALPHA)
+    return Image.fromarray(lut[cmap], mode="RGBA")
+
+
+def _draw_legend(p: _Painter, seg: Segmentation) -> None:
+    """One plate per class, bottom-left upwards: "label 12%" in the class colour."""
+    size = max(11, round(p.font_px * 0.8))
+    margin = max(2, p.lw * 3)
+    y = float(p.size[1] - margin)
+    for cid, label, frac in sorted(zip(seg.class_ids, seg.labels, seg.fractions), key=lambda t: -t[2])[:12]:
+        text = _clean_text(f"{label} {frac:.0%}" if frac >= 0.005 else f"{label} <1%")
+        plate = p.plate(text, margin, y, size=size, above=True)
+        p.label(text, plate[0], plate[1], colour=class_colour(int(cid)), size=size, at=plate)
+        y = plate[1] - 2
+
+
 def _overlaps(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -260,8 +314,16 @@ def draw_analysis(image: np.ndarray, analysis: Analysis, *, max_side: int | None
             pil = pil.resize(new, Image.Resampling.LANCZOS, reducing_gap=3.0)
     sx = pil.width / analysis.width if analysis.width else 1.0
     sy = pil.height / analysis.height if analysis.height else 1.0
+    seg = analysis.results.get("segment")
+    if isinstance(seg, Segmentation) and len(seg):
+        pil = Image.alpha_composite(pil.convert("RGBA"), _mask_layer(seg, pil.size)).convert("RGB")
     painter = _Painter(pil.size)
     banners = _banners(painter, analysis)
+    if isinstance(seg, Segmentation) and len(seg):
+        _draw_legend(painter, seg)
+    dets = analysis.results.get("detect")
+    if isinstance(dets, Detections) and len(dets):
+        _draw_detections(painter, dets.scaled(sx, sy))
     ocr = analysis.results.get("ocr")
     if isinstance(ocr, TextLines) and len(ocr):
         _draw_ocr(painter, ocr.scaled(sx, sy), reserved=[plate for _, _, plate in banners])

@@ -40,7 +40,7 @@ from jinja2 import Environment, StrictUndefined
 
 from pixsight.core.errors import PixsightError
 from pixsight.core.fileio import atomic_writer
-from pixsight.core.types import Analysis, Classification, Faces, TextLines
+from pixsight.core.types import Analysis, Classification, Detections, Faces, Segmentation, TextLines
 
 from .annotate import draw_analysis
 
@@ -111,6 +111,9 @@ _HEAD = """<!DOCTYPE html>
 {% if labels %}<div class="panel"><h2>Top labels{% if more_labels %} (top {{ labels|length }} of {{ more_labels + labels|length }}){% endif %}</h2><table>
 {% for name, count, pct in labels %}<tr><td>{{ name }}</td><td class="n">{{ count }}</td><td><div class="bar" style="width:{{ pct }}px"></div></td></tr>
 {% endfor %}</table></div>{% endif %}
+{% if objects %}<div class="panel"><h2>Objects detected</h2><table>
+{% for name, count in objects %}<tr><td>{{ name }}</td><td class="n">{{ count }}</td></tr>
+{% endfor %}</table></div>{% endif %}
 {% if models %}<div class="panel"><h2>Models</h2><table>
 {% for (task, model), count in models %}<tr><td>{{ task }}</td><td>{{ model }}</td><td class="n">{{ count }}</td></tr>
 {% endfor %}</table></div>{% endif %}
@@ -134,6 +137,8 @@ data-status="{{ c.status }}" data-review="{{ '1' if c.review else '0' }}" data-s
 {% if c.error %}<div class="err">{{ c.error }}</div>{% endif %}
 {% if c.reasons %}<div class="muted">review: {{ c.reasons|join(", ") }}</div>{% endif %}
 {% if c.labels %}<ul class="labels">{% for label, score in c.labels %}<li>{{ label }} <span class="muted">{{ "%.0f"|format(score * 100) }}%</span></li>{% endfor %}</ul>{% endif %}
+{% if c.objects is not none %}<div>objects: {% if c.objects %}{% for name, n in c.objects %}{{ name }} ×{{ n }}{% if not loop.last %}, {% endif %}{% endfor %}{% else %}none{% endif %}</div>{% endif %}
+{% if c.segments is not none %}<div>segments: {% if c.segments %}{% for name, frac in c.segments %}{{ name }} {{ "%.1f"|format(frac * 100) }}%{% if not loop.last %}, {% endif %}{% endfor %}{% else %}background only{% endif %}</div>{% endif %}
 {% if c.faces is not none %}<div>faces: {{ c.faces }}</div>{% endif %}
 {% if c.ocr is not none %}<div>text lines: {{ c.ocr_lines }}</div>{% if c.ocr %}<div class="ocr">{{ c.ocr }}</div>{% endif %}{% endif %}
 {% for task, msg in c.task_errors %}<div class="err">{{ task }} failed: {{ msg }}</div>{% endfor %}
@@ -160,6 +165,7 @@ class _Stats:
     task_failed: Counter[str] = field(default_factory=Counter)
     task_found: Counter[str] = field(default_factory=Counter)
     labels: Counter[str] = field(default_factory=Counter)
+    objects: Counter[str] = field(default_factory=Counter)  # detected objects per label
     models: Counter[tuple[str, str]] = field(default_factory=Counter)
     time_total: Counter[str] = field(default_factory=Counter)
     time_n: Counter[str] = field(default_factory=Counter)
@@ -177,6 +183,9 @@ class _Stats:
         cls = a.results.get("classify")
         if isinstance(cls, Classification) and cls.top_label is not None:
             self.labels[cls.top_label] += 1
+        dets = a.results.get("detect")
+        if isinstance(dets, Detections):
+            self.objects.update(dets.labels)
         for task, model in a.models.items():
             self.models[(str(task), str(model))] += 1
         for step, ms in a.timings_ms.items():
@@ -199,13 +208,17 @@ def _thumbnail(image: np.ndarray, analysis: Analysis, side: int) -> str | None:
 def _card_context(a: Analysis, thumb: str | None) -> dict[str, Any]:
     cls, faces, ocr = a.results.get("classify"), a.results.get("faces"), a.results.get("ocr")
     labels = list(zip(cls.labels[:3], (float(s) for s in cls.scores[:3]))) if isinstance(cls, Classification) else []
+    dets, seg = a.results.get("detect"), a.results.get("segment")
+    objects = list(dets.counts().items()) if isinstance(dets, Detections) else None
+    segments = list(seg.coverage().items()) if isinstance(seg, Segmentation) else None
     text = ocr.text if isinstance(ocr, TextLines) else None
     error = None
     if a.status == "error" and a.error:
         error = f"{a.error.get('type', 'Error')}: {a.error.get('message', '')}"
     task_errors = [(t, str((e or {}).get("message", e))) for t, e in a.task_errors.items()]
     name = os.path.basename(a.path.replace("\\", "/")) or a.path
-    search = " ".join([a.path, *(lbl for lbl, _ in labels), text or "", error or "", *a.review_reasons,
+    search = " ".join([a.path, *(lbl for lbl, _ in labels), *(n for n, _ in objects or ()), *(n for n, _ in segments or ()),
+                       text or "", error or "", *a.review_reasons,
                        *(m for _, m in task_errors)])
     return {
         "status": a.status,
@@ -218,6 +231,8 @@ def _card_context(a: Analysis, thumb: str | None) -> dict[str, Any]:
         "reasons": list(a.review_reasons),
         "labels": labels,
         "faces": len(faces) if isinstance(faces, Faces) else None,
+        "objects": objects,
+        "segments": segments,
         "ocr": None if text is None else (text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"),
         "ocr_lines": len(ocr) if isinstance(ocr, TextLines) else 0,
         "task_errors": task_errors,
@@ -286,6 +301,7 @@ class ReportWriter:
         return _HEAD_T.render(
             csp=_CSP, css=_CSS, title=self.title, s=s, tasks=tasks, timings=timings, labels=labels,
             more_labels=max(0, len(s.labels) - len(top)), models=sorted(s.models.items()),
+            objects=s.objects.most_common(_MAX_HIST),
             generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         )
 

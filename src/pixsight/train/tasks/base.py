@@ -4,6 +4,20 @@ The loop owns: seeding, optimiser + schedule, freeze/unfreeze, epochs, time limi
 stopping, checkpoints, resume, Ctrl-C, progress, run folder. A task owns: the architecture,
 how a :class:`~pixsight.data.dataset.Dataset` becomes tensors (with ``transforms.v2``
 augmentation applied consistently to image, boxes and masks), the loss, and validation.
+
+Optional extras the loop uses when a task has them (``getattr`` with a fallback):
+
+- ``config_defaults() -> dict``: TrainConfig values this task prefers (e.g. ``size``,
+  ``label_smoothing``); the config file and CLI flags still override them.
+- a ``cache_budget`` attribute (bytes) on the dataset ``torch_dataset`` returns: the loop sets
+  it from ``TrainConfig.cache_images``; ``pixsight.train.data.ImageDataset`` has it.
+- a true ``seeded_items`` attribute on that dataset: it accepts ``(index, item_seed)`` keys
+  (``pixsight.train.data.EpochSampler``), which makes augmentation independent of the
+  number of workers and exact on resume. Without it the loop passes plain indices.
+
+``loss`` receives targets on the CPU as ``collate`` made them; move them to ``images.device``.
+In ``loss`` options, ``class_weights`` is already resolved by the loop to ``None`` or one
+float per class (``"auto"`` = inverse class frequency over the training data, mean 1).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Per-format dataset validators behind :mod:`pixsight.data.validate` (one module per format)."""

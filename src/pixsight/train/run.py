@@ -1,0 +1,277 @@
+"""Run folders: what ``pixsight train`` writes, and :func:`load_run` to use it afterwards.
+
+::
+
+    model.json            # the registry entry (docs/design/learning.md)
+    config.json           # the resolved TrainConfig + data paths
+    metrics.csv / .json   # one row per epoch (+ best epoch and its full metrics)
+    plots/loss.png, plots/metrics.png
+    weights/best.safetensors, weights/last.safetensors
+    checkpoint/last.pt    # resume state (tensors and plain containers only; loaded with weights_only=True)
+    model.onnx            # exported from best, verified against torch
+
+>>> run = load_run("runs/classify/shapes")        # doctest: +SKIP
+>>> run.task, run.classes                          # doctest: +SKIP
+('classify', ['circle', 'square', 'triangle'])
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import PixsightError
+from ..core.fileio import atomic_write_bytes, atomic_write_text, atomic_writer, sha256_file
+from ..core.preprocess import parse_preprocess
+
+__all__ = ["RUN_FORMAT", "RunError", "Run", "RunWriter", "load_run"]
+
+log = logging.getLogger(__name__)
+
+#: ``model.json`` ``format`` of a training run.
+RUN_FORMAT = "pixsight-run/1"
+_TASKS = ("classify", "detect", "segment")
+
+
+class RunError(PixsightError):
+    """A folder is not a (complete, untampered) training run."""
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Pretty JSON, written atomically (NaN/inf become null)."""
+    text = json.dumps(_finite(data), indent=2, default=_json_default, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class RunWriter:
+    """Writes one run folder as training goes (used by :func:`pixsight.train.loop.fit`)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, task: str, primary_metric: str, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.task, self.primary_metric = task, primary_metric
+        if not resume and self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise RunError("already exists and is not empty; choose a new --out folder, or --resume this run",
+                           path=str(self.path))
+        if resume and not self.checkpoint_path.is_file():
+            raise RunError("has no checkpoint/last.pt to resume from; start a new run instead", path=str(self.path))
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint" / "last.pt"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json(self.path / "config.json", config)
+
+    def save_weights(self, model: Any, name: str) -> Path:
+        """``weights/<name>.safetensors`` (the model's state dict), atomically."""
+        from safetensors.torch import save
+
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        dest = self.path / "weights" / f"{name}.safetensors"
+        atomic_write_bytes(dest, save(state, metadata={"format": RUN_FORMAT, "task": self.task}))
+        return dest
+
+    def save_epoch(self, history: list[dict[str, Any]], model: Any, *, best: dict[str, Any], best_epoch: int,
+                   is_best: bool) -> None:
+        """Metrics (csv, json, plots) and last (+ best) weights after an epoch."""
+        self.save_weights(model, "last")
+        if is_best:
+            self.save_weights(model, "best")
+        write_json(self.path / "metrics.json", {"epochs": history, "best_epoch": best_epoch, "best": best,
+                                                "primary_metric": self.primary_metric})
+        columns: list[str] = []
+        for row in history:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+        atomic_write_text(self.path / "metrics.csv", buf.getvalue())
+        if history:
+            self._plots(history)
+
+    def _plots(self, history: list[dict[str, Any]]) -> None:
+        from ..viz.plots import line_chart, save_png
+
+        def series(key: str) -> list[tuple[float, float | None]]:
+            return [(row["epoch"], row.get(key)) for row in history if key in row]
+
+        losses = {k: series(k) for k in ("train_loss", "val_loss") if any(k in r for r in history)}
+        save_png(line_chart(losses, title="loss", xlabel="epoch", ylabel="loss"), self.path / "plots" / "loss.png")
+        skip = {"epoch", "lr", "train_loss", "val_loss", "seconds", "partial", "ece"}
+        names = [k for k in history[-1] if k not in skip and isinstance(history[-1][k], (int, float))]
+        chart = {k: series(k) for k in names[:6]}
+        save_png(line_chart(chart, title=f"validation (best by {self.primary_metric})", xlabel="epoch",
+                            ylabel="metric"), self.path / "plots" / "metrics.png")
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        import torch
+
+        with atomic_writer(self.checkpoint_path, "wb") as fh:
+            torch.save(state, fh)
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        import pickle
+
+        import torch
+
+        try:
+            return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as err:
+            raise RunError(f"cannot load the checkpoint ({err}); start a new run instead",
+                           path=str(self.checkpoint_path)) from None
+
+    def write_model_json(self, meta: dict[str, Any]) -> None:
+        write_json(self.path / "model.json", meta)
+
+
+@dataclass
+class Run:
+    """A finished (or interrupted) training run folder; see :func:`load_run`."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return str(self.meta["task"])
+
+    @property
+    def name(self) -> str:
+        return str(self.meta["name"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return dict(self.meta["preprocess"])
+
+    @property
+    def postprocess(self) -> dict[str, Any] | None:
+        return self.meta.get("postprocess")
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.meta.get("metrics") or {})
+
+    def weights_path(self, weights: str = "best") -> Path:
+        if weights not in ("best", "last"):
+            raise RunError(f"weights must be 'best' or 'last', got {weights!r}")
+        p = self.path / "weights" / f"{weights}.safetensors"
+        if not p.is_file():
+            raise RunError(f"weights/{weights}.safetensors is missing; was training interrupted before the first "
+                           "epoch ended?", path=str(self.path))
+        return p
+
+    def build_model(self, weights: str = "best") -> Any:
+        """The torch module with ``weights`` (``"best"`` or ``"last"``) loaded, in eval mode."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from .tasks import get_task
+
+        task = get_task(self.task)
+        model = task.build_model(self.meta["arch"], len(self.classes), pretrained=False)
+        path = self.weights_path(weights)
+        try:
+            state = load_file(str(path))
+            model.load_state_dict(state, strict=True)
+        except (SafetensorError, OSError, RuntimeError) as err:
+            raise RunError(f"cannot load {path.name} into the {self.meta['arch'].get('name')} model ({err})",
+                           path=str(path)) from None
+        return model.eval()
+
+    def onnx_path(self, export_if_missing: bool = True) -> Path:
+        """The verified ``model.onnx`` (exported now from best weights when missing or modified)."""
+        info = self.meta.get("onnx") or {}
+        p = self.path / str(info.get("file", "model.onnx"))
+        if p.is_file() and info.get("sha256") and sha256_file(p) == info["sha256"]:
+            return p
+        if not export_if_missing:
+            raise RunError("has no verified model.onnx; run `pixsight train` to completion or export it",
+                           path=str(self.path))
+        if p.is_file():
+            log.warning("%s does not match the sha256 in model.json; exporting again", p)
+        from .export import export_run
+
+        export_run(self)
+        return self.path / "model.onnx"
+
+
+def _check_meta(meta: Any, where: str) -> None:
+    if not isinstance(meta, dict):
+        raise RunError("model.json is not a JSON object", path=where)
+    if meta.get("format") != RUN_FORMAT:
+        raise RunError(f"model.json format is {meta.get('format')!r}, expected {RUN_FORMAT!r}", path=where)
+    problems = []
+    if meta.get("task") not in _TASKS:
+        problems.append(f"task must be one of {_TASKS}")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes) \
+            or len(set(classes)) != len(classes):
+        problems.append("classes must be a non-empty list of distinct names")
+    if not isinstance(meta.get("name"), str):
+        problems.append("name must be a string")
+    arch = meta.get("arch")
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("params", {}), dict):
+        problems.append("arch must be {'name': str, 'params': {...}}")
+    try:
+        parse_preprocess(meta.get("preprocess"))
+    except PixsightError as err:
+        problems.append(err.message)
+    post = meta.get("postprocess")
+    if post is not None and not isinstance(post, dict):
+        problems.append("postprocess must be an object or null")
+    if problems:
+        raise RunError("model.json is invalid: " + "; ".join(problems), path=where)
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Open a run folder (or its ``model.json``).
+
+    Raises:
+        RunError: not a run folder, unreadable or invalid ``model.json``.
+    """
+    p = Path(path)
+    if p.name == "model.json":
+        p = p.parent
+    meta_path = p / "model.json"
+    if not p.is_dir():
+        raise RunError("is not a folder (expected a training run folder with model.json)", path=str(p))
+    if not meta_path.is_file():
+        raise RunError("is not a training run (no model.json); train one with `pixsight train`", path=str(p))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise RunError(f"cannot read model.json ({err})", path=str(meta_path)) from None
+    _check_meta(meta, str(meta_path))
+    return Run(p, meta)
