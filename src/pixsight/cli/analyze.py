@@ -1,4 +1,4 @@
-"""``pixsight analyze PATH... [--tasks ...] [--db FILE] [--jsonl FILE|-] [--annotate DIR] [--report FILE]``."""
+"""``pixsight analyze PATH... [--tasks ...] [--model RUN_DIR|NAME] [--db FILE] [--jsonl FILE|-] [--annotate DIR] [--report FILE]``."""
 
 from __future__ import annotations
 

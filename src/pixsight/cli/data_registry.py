@@ -119,8 +119,11 @@ def _print_entry(entry: dict, extra: list[tuple[str, str]] = ()) -> None:
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from ..data.registry import get_dataset, register_dataset
+    from ..data.registry import get_dataset, register_dataset, valid_name
 
+    if not valid_name(args.name):
+        return fail(f"dataset name {args.name!r} must be 1-64 letters, digits, '.', '_' or '-' (starting with a "
+                    "letter or digit)", code=2)
     previous = None
     try:
         previous = get_dataset(args.name, db=args.db).to_dict()

@@ -125,7 +125,8 @@ def _catalog(db: str | os.PathLike[str] | None):  # -> Catalog (import kept lazy
 def _read(path: Path, fmt: str | None) -> tuple[Dataset, str]:
     from .resolve import open_path
 
-    return open_path(path, fmt=fmt)
+    found = open_path(path, fmt=fmt)
+    return found.dataset, found.format
 
 
 def register_dataset(name: str, path: str | os.PathLike[str], *, db: str | os.PathLike[str] | None = None,

@@ -58,15 +58,15 @@ def unwrap_folder(folder: str | os.PathLike[str]) -> Path:
 
 
 def open_path(path: str | os.PathLike[str], *, fmt: str | None = None,
-              cache: str | os.PathLike[str] | None = None) -> tuple[Dataset, str]:
-    """Read the dataset at ``path`` (an archive is extracted into ``cache`` first); returns
-    the dataset and its format."""
+              cache: str | os.PathLike[str] | None = None) -> ResolvedDataset:
+    """Read the dataset at ``path``; an archive is extracted into ``cache`` first (default
+    ``$PIXSIGHT_HOME/datasets/archives/<sha256>``) and the dataset inside it is read."""
     p = Path(path)
     if p.is_file() and is_archive(p):
         p = unwrap_folder(extract_cached(p, cache=cache))
         log.debug("archive %s -> %s", path, p)
     fmt = fmt or detect_format(p)
-    return read_dataset(p, fmt), fmt
+    return ResolvedDataset(read_dataset(p, fmt), p, fmt, str(path))
 
 
 def resolve_dataset(spec: str | os.PathLike[str], *, fmt: str | None = None,
@@ -74,10 +74,8 @@ def resolve_dataset(spec: str | os.PathLike[str], *, fmt: str | None = None,
     """Like :func:`open_dataset`, and also say what was read and how."""
     from .registry import UnknownDatasetError, get_dataset, valid_name
 
-    p = Path(spec)
-    if p.exists():
-        ds, detected = open_path(p, fmt=fmt)
-        return ResolvedDataset(ds, p, detected, str(spec))
+    if Path(spec).exists():
+        return open_path(spec, fmt=fmt)
     name = str(spec)
     if not valid_name(name):
         raise DatasetFormatError("no such file or folder", path=name)
@@ -85,8 +83,8 @@ def resolve_dataset(spec: str | os.PathLike[str], *, fmt: str | None = None,
         entry = get_dataset(name, db=db)
     except UnknownDatasetError as err:
         raise UnknownDatasetError(f"{name}: no such file or folder, and {err.message}") from None
-    ds, detected = open_path(entry.path, fmt=fmt or entry.format)
-    return ResolvedDataset(ds, Path(entry.path), detected, entry.path, entry.name)
+    found = open_path(entry.path, fmt=fmt or entry.format)
+    return ResolvedDataset(found.dataset, found.path, found.format, entry.path, entry.name)
 
 
 def open_dataset(spec: str | os.PathLike[str], *, fmt: str | None = None,

@@ -149,5 +149,5 @@ def fix_dataset(path: str | Path, report: ValidationReport, *, out: str | Path |
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary.out_path = str(dest)
-    summary.files = [str(dest / Path(f).relative_to(copy.resolve())) for f in summary.files]
+    summary.files = [str(dest / Path(f).resolve().relative_to(copy.resolve())) for f in summary.files]
     return summary

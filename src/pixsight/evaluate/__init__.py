@@ -1,5 +1,11 @@
 """Evaluation: metrics for every task, model and predictions-file scoring, subgroups, reports.
 
+- :mod:`.metrics` — ``classification_metrics``, ``detection_metrics`` (COCO, equal to
+  pycocotools), ``SegmentationMeter``, ``text_metrics``, ``verification_metrics``;
+- :func:`evaluate_model` — run a trained run over a labelled dataset (``pixsight eval RUN_DIR``);
+- :func:`evaluate_predictions` — score an existing predictions file (``pixsight eval --predictions``);
+- :class:`EvalResult` — what both return (``to_dict()`` is the ``--json`` output).
+
 Importing this package is cheap (no torch, no onnxruntime); heavy libraries load on first use.
 ``pixsight.evaluate.explain`` (Grad-CAM, torch) is a separate module imported on demand.
 
@@ -10,6 +16,7 @@ Importing this package is cheap (no torch, no onnxruntime); heavy libraries load
 
 from __future__ import annotations
 
+from .evaluator import EvalResult, evaluate_predictions
 from .metrics import (
     SegmentationMeter,
     classification_metrics,
@@ -17,11 +24,15 @@ from .metrics import (
     text_metrics,
     verification_metrics,
 )
+from .model_eval import evaluate_model
 
 __all__ = [
+    "EvalResult",
     "SegmentationMeter",
     "classification_metrics",
     "detection_metrics",
+    "evaluate_model",
+    "evaluate_predictions",
     "text_metrics",
     "verification_metrics",
 ]

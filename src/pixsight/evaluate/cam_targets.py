@@ -357,6 +357,12 @@ def run_cam(cam_model: Any, layers: list[Any], x: Any, targets: list[Any], metho
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
 
     cls = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": _eigencam_class()}[method]
+    if next(iter(cam_model.parameters()), None) is None:  # pytorch-grad-cam reads the device off a parameter
+        holder = torch.nn.Module()
+        holder.anchor = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
+        holder.inner = cam_model
+        holder.forward = cam_model.forward  # type: ignore[method-assign]
+        cam_model = holder
     cam = cls(model=cam_model, target_layers=layers)
     try:
         with torch.enable_grad():

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..core.boxes import box_iou
-from ..data.dataset import Dataset, ImageRecord, semantic_map
+from ..data.dataset import Dataset, ImageRecord
+from .scoring import IGNORE, segmentation_truth
 
 __all__ = ["worst_examples", "detection_errors"]
 
@@ -57,9 +58,9 @@ def detection_errors(rec: ImageRecord, pred: Any, *, score_threshold: float = 0.
 
 def _image_miou(gt_map: np.ndarray, pred: np.ndarray) -> float:
     ious = []
+    valid = gt_map != IGNORE
+    gt_map, pred = gt_map[valid], np.asarray(pred)[valid]
     for v in np.union1d(np.unique(gt_map), np.unique(pred)):
-        if v == 255:
-            continue
         g, p = gt_map == v, pred == v
         ious.append((g & p).sum() / max((g | p).sum(), 1))
     return float(np.mean(ious)) if ious else 1.0
@@ -77,9 +78,12 @@ def worst_examples(task: str, gt: Dataset, items: Sequence[Any], *, k: int = 8, 
             true_p = float(pred[rec.label]) if rec.label is not None else 0.0
             wrong = top != rec.label
             error = (1.0 + float(pred[top])) if wrong else 1.0 - true_p
-            why = (f"predicted {gt.classes[top]} ({pred[top]:.2f}), true "
-                   f"{gt.classes[rec.label] if rec.label is not None else '?'} ({true_p:.2f})")
-            if not wrong and error < 0.5:
+            truth = gt.classes[rec.label] if rec.label is not None else "?"
+            if wrong:
+                why = f"predicted {gt.classes[top]} ({pred[top]:.2f}), true {truth} ({true_p:.2f})"
+            elif error >= 0.5:
+                why = f"correct ({truth}) but unsure ({true_p:.2f})"
+            else:
                 continue
         elif task == "detect":
             missed, false_alarms = detection_errors(rec, pred, score_threshold=score_threshold,
@@ -89,7 +93,7 @@ def worst_examples(task: str, gt: Dataset, items: Sequence[Any], *, k: int = 8, 
             if not error:
                 continue
         elif task == "segment":
-            miou = _image_miou(semantic_map(rec), pred)
+            miou = _image_miou(segmentation_truth(rec), pred)
             error, why = 1.0 - miou, f"image mIoU {miou:.3f}"
         else:
             raise ValueError(f"no worst-example ranking for task {task!r}")

@@ -311,18 +311,23 @@ def read_class_maps(folder: str | os.PathLike[str], gt: Dataset) -> Predictions:
 
 
 def guess_task(path: str | os.PathLike[str]) -> str:
-    """The task a predictions file holds: a folder -> segment, a JSON list -> detect, a JSONL
-    file -> the first task key found on its lines."""
+    """The task a predictions file holds: a folder -> segment, a ``.json`` file -> detect
+    (COCO results), a JSONL file -> the one task found on its first 1000 lines (several
+    tasks -> an error asking for ``--task``)."""
     p = Path(path)
     if p.is_dir():
         return "segment"
     if p.suffix.lower() == ".json":
         return "detect"
-    for _, obj in read_jsonl(p):
-        for task in _JSONL_TASKS:
-            if isinstance(obj.get(task), dict):
-                return task
-    raise DatasetFormatError("cannot tell the task from the file; pass --task", path=str(p))
+    found: set[str] = set()
+    for n, obj in read_jsonl(p):
+        found.update(t for t in _JSONL_TASKS if isinstance(obj.get(t), dict))
+        if n >= 1000:
+            break
+    if len(found) == 1:
+        return found.pop()
+    what = f"results for {', '.join(sorted(found))}" if found else "no task results"
+    raise DatasetFormatError(f"the file holds {what}; pass --task", path=str(p))
 
 
 def load_predictions(path: str | os.PathLike[str], gt: Dataset, *, task: str | None = None) -> Predictions:

@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data.dataset import Dataset, semantic_map
+from ..data.dataset import Dataset, ImageRecord, semantic_map
 from .metrics import SegmentationMeter, classification_metrics, detection_metrics
 
-__all__ = ["SUMMARY_KEYS", "LOWER_IS_BETTER", "score", "score_groups", "group_values", "NO_VALUE"]
+__all__ = ["SUMMARY_KEYS", "LOWER_IS_BETTER", "IGNORE", "score", "score_groups", "group_values", "segmentation_truth",
+           "NO_VALUE"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,25 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"ece", "cer", "wer", "eer"})
 #: Group name for images without the grouping attribute.
 NO_VALUE = "(none)"
 
+#: Ground-truth class-map value that is not scored (crowd regions).
+IGNORE = 255
+
 Progress = Callable[[int, int], None]
+
+
+def segmentation_truth(rec: ImageRecord) -> np.ndarray:
+    """The record's class map (``semantic_map``) with crowd regions set to :data:`IGNORE`.
+
+    >>> from pixsight.data.dataset import Annotation
+    >>> r = ImageRecord("a.png", 3, 1, [Annotation(0, [0, 0, 2, 1]), Annotation(0, [2, 0, 3, 1], iscrowd=True)])
+    >>> segmentation_truth(r).tolist()
+    [[1, 1, 255]]
+    """
+    out = semantic_map(rec).astype(np.int64)
+    for ann in rec.annotations:
+        if ann.iscrowd:
+            out[ann.mask(rec.height, rec.width)] = IGNORE
+    return out
 
 
 def _empty_detection() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,11 +94,13 @@ def score(task: str, gt: Dataset, items: Sequence[Any], *, progress: Progress | 
         out["evaluated"] = len(keep)
         return out
     if task == "segment":
-        meter = SegmentationMeter(len(gt.classes) + 1, class_names=gt.classes)
+        if len(gt.classes) >= IGNORE:
+            raise ValueError(f"segmentation scoring supports up to {IGNORE - 1} classes, got {len(gt.classes)}")
+        meter = SegmentationMeter(len(gt.classes) + 1, class_names=gt.classes, ignore_index=IGNORE)
         done = 0
         for i, (rec, pred) in enumerate(zip(gt.images, items)):
             if pred is not None:
-                meter.update(semantic_map(rec), pred)
+                meter.update(segmentation_truth(rec), pred)
                 done += 1
             if progress is not None:
                 progress(i + 1, len(items))

@@ -95,8 +95,9 @@ def read_run_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     if task not in TRAINED_TASKS:
         raise ConfigError(f"model.json task is {task!r}; a run holds one of {', '.join(TRAINED_TASKS)}", path=where)
     classes = meta.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
-        raise ConfigError("model.json classes must be a non-empty list of class names", path=where)
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes) \
+            or len(set(classes)) != len(classes):
+        raise ConfigError("model.json classes must be a non-empty list of distinct class names", path=where)
     try:
         pre = parse_preprocess(meta.get("preprocess"))  # type: ignore[arg-type]
     except ConfigError as err:

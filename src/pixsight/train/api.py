@@ -161,17 +161,19 @@ def train(
     out = Path(out)
     if resume:
         cfg, saved = _resume_config(out, overrides)
-        if data is None:
-            data = saved.get("data", {}).get("train", {}).get("path")
-            val = val if val is not None else saved.get("data", {}).get("val", {}).get("path")
+        if data is None:  # the data exactly as first given (a val split taken from the data is taken again)
+            sources = saved.get("sources") or {}
+            data, val = sources.get("train"), val if val is not None else sources.get("val")
         if saved.get("task") != t.name:
             raise ConfigError(f"{out} is a {saved.get('task')} run, not {t.name}")
     else:
         defaults = getattr(t, "config_defaults", dict)()
         cfg = resolve_config(config, task_defaults=defaults, overrides=overrides)
     if data is None:
-        raise ConfigError("no training data given")
+        raise ConfigError("no training data given (a run started from an in-memory Dataset resumes only when "
+                          "given the same data again)")
     ds, spec = _open(data)
+    given_val = val
     if val is None:
         train_ds, val_ds = split_train_val(ds, seed=cfg.seed)
         val_spec = spec
@@ -189,8 +191,9 @@ def train(
     writer = RunWriter(out, task=t.name, primary_metric=t.primary_metric, resume=resume)
     data_meta = {"train": _data_info(train_ds, spec), "val": _data_info(val_ds, val_spec)}
     if not resume:
-        writer.write_config({"task": t.name, "config": cfg.to_dict(), "data": data_meta, "preprocess": preprocess,
-                             "arch": arch})
+        writer.write_config({"task": t.name, "config": cfg.to_dict(), "data": data_meta, "sources": {
+            "train": spec, "val": None if given_val is None or isinstance(given_val, Dataset) else str(given_val)},
+            "preprocess": preprocess, "arch": arch})
     import torch
 
     torch.manual_seed(cfg.seed)

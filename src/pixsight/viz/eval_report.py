@@ -116,10 +116,13 @@ def _jpeg_uri(img: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+_TAB10 = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
 def _palette(n: int) -> np.ndarray:
-    rng = np.random.default_rng(7)
-    colours = rng.integers(40, 255, size=(n + 1, 3)).astype(np.uint8)
-    colours[0] = 0
+    """Colour per class-map value (0 = background, unused); distinct colours, repeating after 10."""
+    colours = np.array([(0, 0, 0)] + [_TAB10[k % len(_TAB10)] for k in range(n)], dtype=np.uint8)
     return colours
 
 
@@ -129,7 +132,7 @@ def _panel(pixels: np.ndarray, scale: float, *, boxes: np.ndarray | None = None,
     if class_map is not None:
         cm = np.asarray(Image.fromarray(class_map.astype(np.int32)).resize(img.size, Image.Resampling.NEAREST))
         colours = _palette(int(max(cm.max(), 1)))[np.clip(cm, 0, None)]
-        mix = np.where((cm > 0)[..., None], 0.45 * np.asarray(img) + 0.55 * colours, np.asarray(img))
+        mix = np.where((cm > 0)[..., None], 0.3 * np.asarray(img) + 0.7 * colours, 0.6 * np.asarray(img))
         img = Image.fromarray(mix.astype(np.uint8))
     if boxes is not None:
         draw = ImageDraw.Draw(img)
@@ -167,7 +170,11 @@ def _draw_example(result: EvalResult, ex: dict[str, Any]) -> tuple[str | None, n
     except (PixsightError, OSError) as err:
         log.info("eval report: cannot draw %s: %s", rec.file_name, err)
         return None, None
-    pixels = loaded.pixels
+    pixels = original = loaded.pixels
+    if max(pixels.shape[:2]) < _SIDE:  # small images are blown up so that boxes and labels stay legible
+        k = _SIDE / max(pixels.shape[:2])
+        size = (max(1, round(pixels.shape[1] * k)), max(1, round(pixels.shape[0] * k)))
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
     scale = pixels.shape[1] / rec.width
     names = gt.classes
     if result.task == "detect":
@@ -181,8 +188,8 @@ def _draw_example(result: EvalResult, ex: dict[str, Any]) -> tuple[str | None, n
         left = _panel(pixels, scale, class_map=semantic_map(rec))
         right = _panel(pixels, scale, class_map=np.asarray(pred))
     else:
-        return _jpeg_uri(_panel(pixels, scale)), pixels
-    return _jpeg_uri(draw_side_by_side(left, right)), pixels
+        return _jpeg_uri(_panel(pixels, scale)), original
+    return _jpeg_uri(draw_side_by_side(left, right)), original
 
 
 def _explainer(result: EvalResult) -> Any:

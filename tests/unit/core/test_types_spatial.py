@@ -60,7 +60,7 @@ def test_detections_round_trip_through_json(d: Detections) -> None:
     np.testing.assert_allclose(back.scores, d.scores, atol=1e-4)
     assert back.class_ids.tolist() == d.class_ids.tolist()
     assert back.labels == d.labels and back.model == d.model
-    assert back.data == d.data
+    assert back.data == (d.data if len(d) else {})  # JSON rows carry the data; no rows, no keys
 
 
 @SETTINGS

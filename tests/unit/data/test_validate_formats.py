@@ -103,11 +103,12 @@ def test_yolo_label_line_problems(tmp_path: Path, content: str, expected: tuple)
 
 @pytest.mark.parametrize(("change", "expected"), [
     ("missing image", ("labels/b.txt", "file", "label file has no image (it is ignored)", None)),
-    ("corrupt image", ("images/b.png", "image", "unreadable image b.png: not a recognised image (allowed: JPEG, MPO, "
-                                                 "PNG, GIF, WEBP, BMP, TIFF, PPM)", None)),
-    ("truncated png", ("images/b.png", "image", "unreadable image b.png: file is truncated", None)),
-    ("bomb", ("images/b.png", "image", "unreadable image b.png: image is 30000x30000 = 900000000 pixels, over the "
-                                       "limit of 80000000 (possible decompression bomb)", None)),
+    ("corrupt image", ("images/b.png", "image", "unreadable image images/b.png: not a recognised image (allowed: "
+                                                 "JPEG, MPO, PNG, GIF, WEBP, BMP, TIFF, PPM)", None)),
+    ("truncated png", ("images/b.png", "image", "unreadable image images/b.png: cannot decode image: file is truncated",
+                       None)),
+    ("bomb", ("images/b.png", "image", "unreadable image images/b.png: Image size (900000000 pixels) exceeds limit",
+              None)),
     ("no names", ("data.yaml", "names", "missing key 'names'", None)),
 ])
 def test_yolo_file_problems(tmp_path: Path, change: str, expected: tuple) -> None:
@@ -172,5 +173,118 @@ def test_voc_missing_image_and_duplicate_file_and_all_at_once(tmp_path: Path) ->
         ("Annotations/b.xml", "object[0]", "box [1.0, 1.0, 99.0, 10.0] is outside the 40x30 image", "clip"),
         ("Annotations/b.xml", "annotation", "a.png is already described by a.xml", None),
         ("Annotations/b.xml", "annotation", "image file not found: a.png", None),
-        ("JPEGImages/b.png", "image", "unreadable image b.png: file is empty (0 bytes)", None),
-    ] or True  # b.png is fine; replaced below by the exact list
+    ]
+
+
+# --- CVAT ---------------------------------------------------------------------------------
+CVAT_CASES = [  # (old, new in annotations.xml, expected)
+    ('xbr="15"', 'xbr="50"', ("image[0] box[0]", "box [5.0, 5.0, 50.0, 15.0] is outside the 40x30 image", "clip")),
+    ('xtl="5"', 'xtl="15"', ("image[0] box[0]", "box [15.0, 5.0, 15.0, 15.0] has zero or negative size", "drop")),
+    ('<box label="cat"', '<box label="lion"', ("image[0] box[0]", "label 'lion' is not in the meta labels", "drop")),
+    ('xtl="5"', 'xtl="abc"', ("image[0] box[0]", "xtl must be a number, got 'abc'", None)),
+    ('xtl="5"', 'xtl="nan"', ("image[0] box[0]", "box has a non-finite value: [nan, 5.0, 15.0, 15.0]", "drop")),
+    ('<box label="cat" occluded="0" xtl="5" ytl="5" xbr="15" ybr="15"', '<polygon label="cat" points="1,1;5,5"',
+     ("image[0] polygon[0]", "a polygon needs at least 3 points, got 2", "drop")),
+    ('<box label="cat" occluded="0" xtl="5" ytl="5" xbr="15" ybr="15"', '<polygon label="cat" points="1,1;5;5,5"',
+     ("image[0] polygon[0]", "points must be 'x,y;x,y;...', got '1,1;5;5,5'", None)),
+    ('width="40"', 'width="50"', ("image[0]", "size in the XML is 50x30 but a.png is 40x30", None)),
+    ('width="40"', 'width="-4"', ("image[0]", "width must be a positive integer, got '-4'", None)),
+    ('name="b.png"', 'name="a.png"', ("image[1]", "duplicate image name a.png (also image[0])", None)),
+    ('id="1"', 'id="0"', ("image[1]", "duplicate image id 0 (also image[0])", None)),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), CVAT_CASES, ids=[c[2][1][:40] for c in CVAT_CASES])
+def test_cvat_problems(tmp_path: Path, old: str, new: str, expected: tuple) -> None:
+    folder = make(tmp_path, "cvat")
+    edit(folder / "annotations.xml", old, new)
+    assert problems(folder, "cvat") == [("annotations.xml", *expected)]
+
+
+# --- Label Studio ---------------------------------------------------------------------------
+def _value(task: int, result: int, **changes: object) -> Callable[[list], None]:
+    def change(doc: list) -> None:
+        res = doc[task]["annotations"][0]["result"][result]
+        for k, v in changes.items():
+            if k in ("original_width", "original_height"):
+                for r in doc[task]["annotations"][0]["result"]:
+                    r[k] = v
+            else:
+                res["value"][k] = v
+    return change
+
+
+LS_CASES = [  # (change, expected)
+    (_value(0, 0, x=90), ("tasks[0] result[0]", "rectangle [90.0, 16.667, 115.0, 50.0] is outside the image (0..100 %)",
+                          "clip")),
+    (_value(0, 0, width=0), ("tasks[0] result[0]", "rectangle [12.5, 16.667, 12.5, 50.0] has zero or negative size",
+                             "drop")),
+    (_value(0, 0, x=float("nan")), ("tasks[0] result[0]", "rectangle has a non-finite value: [nan, 16.667, nan, 50.0]",
+                                    "drop")),
+    (_value(0, 0, x="abc"), ("tasks[0] result[0]", "value.x must be a number, got 'abc'", None)),
+    (_value(0, 0, rectanglelabels=["lion"]), ("tasks[0] result[0]", "class 'lion' is not in classes.txt", "drop")),
+    (_value(0, 0, rectanglelabels=[]), ("tasks[0] result[0]", "value.rectanglelabels must hold exactly one label name, "
+                                                               "got []", None)),
+    (_value(0, 0, rotation=30), ("tasks[0] result[0]", "rotated rectangles are not supported (rotation 30)", None)),
+    (_value(0, 0, original_width=50), ("tasks[0]", "size in original_width/height is 50x30 but a.png is 40x30", None)),
+    (lambda doc: doc[0]["annotations"][0]["result"][1].update(original_width=80),
+     ("tasks[0]", "results disagree on the original size (40x30, 80x30)", None)),
+    (lambda doc: doc[1]["data"].update(image=doc[0]["data"]["image"]),
+     ("tasks[1]", "duplicate image a.png (also tasks[0])", None)),
+    (lambda doc: doc[1].update(id=doc[0]["id"]), ("tasks[1]", "duplicate task id 1 (also tasks[0])", None)),
+    (lambda doc: doc[1].pop("data"), ("tasks[1]", "missing key 'data'", None)),
+    (lambda doc: doc[0]["data"].update(image="/etc/passwd"),
+     ("tasks[0]", "data.image: file_name '/etc/passwd' must be relative and stay inside the dataset folder", None)),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), LS_CASES, ids=[c[1][1][:40] for c in LS_CASES])
+def test_labelstudio_problems(tmp_path: Path, change: Callable[[list], None], expected: tuple) -> None:
+    folder = make(tmp_path, "labelstudio")
+    edit_json(folder / "labelstudio.json", change)
+    assert problems(folder, "labelstudio") == [("labelstudio.json", *expected)]
+
+
+# --- class folders ----------------------------------------------------------------------------
+def _folders(tmp_path: Path) -> Path:
+    root = tmp_path / "folders"
+    for cls in ("cat", "dog"):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / cls / "x.png")
+    return root
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda r: (r / "cat" / "bad.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n"),
+     ("error", "cat/bad.png", "image", "unreadable image cat/bad.png: PostScript/EPS (decoding it would run "
+                                       "Ghostscript) is not an allowed image format")),
+    (lambda r: (r / "cat" / "notes.txt").write_text("hi"),
+     ("warning", "cat/notes.txt", "file", "not an image extension (ignored)")),
+    (lambda r: (r / "dog" / "x.png").unlink(), ("warning", ".", "dog", "class folder has no images")),
+    (lambda r: Image.new("RGB", (8, 8)).save(r / "loose.png"),
+     ("warning", "loose.png", "image", "image outside a class folder (ignored)")),
+])
+def test_folder_problems(tmp_path: Path, change: Callable[[Path], object], expected: tuple) -> None:
+    root = _folders(tmp_path)
+    assert validate_dataset(root).ok
+    change(root)
+    report = validate_dataset(root, fmt="folders")
+    got = [(p.severity, Path(p.file).relative_to(root).as_posix() or ".", p.record, p.message) for p in report.problems]
+    assert got == [expected]
+
+
+def test_probe_reads_png_orientation_without_decoding_and_catches_bad_crc(tmp_path: Path) -> None:
+    from pixsight.core.errors import ImageDecodeError
+    from pixsight.data.formats._common import image_size
+    from pixsight.data.validators.common import probe_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: width and height swap
+    Image.new("RGB", (30, 20)).save(tmp_path / "r.png", exif=exif.tobytes())
+    assert probe_image(tmp_path / "r.png") == image_size(tmp_path / "r.png") == (20, 30)
+    data = bytearray((tmp_path / "r.png").read_bytes())
+    idat = data.index(b"IDAT")
+    data[idat + 6] ^= 0xFF  # flip a byte of the pixel data: the chunk's CRC no longer matches
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    with pytest.raises(ImageDecodeError, match="cannot decode image"):
+        probe_image(tmp_path / "bad.png")

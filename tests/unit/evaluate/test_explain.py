@@ -43,22 +43,23 @@ def imagenet() -> ExplainableModel:
     return load_explainable("efficientnet-lite0")
 
 
-@pytest.mark.parametrize("photo, expected, at", [
-    ("chelsea", ("tabby", "tiger cat", "Egyptian cat"), (150, 150)),
-    ("chelsea", ("tabby", "tiger cat", "Egyptian cat"), (300, 200)),
-    ("coffee", ("espresso", "cup", "coffee mug"), (190, 130)),
+@pytest.mark.parametrize("photo, expected, at, width", [
+    ("chelsea", ("tabby", "tiger cat", "Egyptian cat"), (150, 150), 225),
+    ("chelsea", ("tabby", "tiger cat", "Egyptian cat"), (300, 200), 225),
+    ("coffee", ("espresso", "cup", "coffee mug"), (190, 130), 250),
 ])
-def test_gradcam_of_the_prediction_sits_on_the_object(imagenet: ExplainableModel, photo: str,
-                                                      expected: tuple[str, ...], at: tuple[int, int]) -> None:
+def test_gradcam_of_the_prediction_sits_on_the_object(imagenet: ExplainableModel, photo: str, expected: tuple[str, ...],
+                                                      at: tuple[int, int], width: int) -> None:
+    """The photo pasted small into noise (inside the ImageNet centre crop): heat on the photo."""
     from skimage import data
 
-    obj = small(getattr(data, photo)(), 225)
+    obj = small(getattr(data, photo)(), width)
     canvas = np.random.default_rng(0).integers(0, 256, (450, 600, 3), dtype=np.uint8)
     x0, y0 = at
     h, w = obj.shape[:2]
     canvas[y0:y0 + h, x0:x0 + w] = obj
     e = explain(imagenet, canvas)
-    region = (x0, y0, x0 + w, y0 + h)  # 12-22 % of the canvas
+    region = (x0, y0, x0 + w, y0 + h)  # 12-17 % of the canvas
     assert e.label in expected and e.data["predicted"] == e.label
     assert e.heatmap.shape == (450, 600) and e.overlay.shape == (450, 600, 3)
     assert e.heatmap.dtype == np.float32 and 0.0 <= e.heatmap.min() and e.heatmap.max() == pytest.approx(1.0)
@@ -164,7 +165,7 @@ def test_input_heat_maps_back_onto_the_image(resize: str, shape: tuple[int, int]
     if resize == "letterbox":  # padding is the mean colour: 0 after normalisation, not part of the image
         assert np.abs(x[:, ~geo.content_mask()]).max() < 0.01
     box = geo.boxes_to_image(np.array([[0.0, 0.0, 64.0, 64.0]]))[0]
-    assert box.tolist() == pytest.approx([0, 0, w, h] if resize != "center_crop" else [15, 0, 105, 90], abs=0.5)
+    assert box.tolist() == pytest.approx([0, 0, w, h] if resize != "center_crop" else [20.625, 5.625, 99.375, 84.375], abs=0.01)
 
 
 # --- segmenter: Grad-CAM of one class's pixels ------------------------------------------------
@@ -201,7 +202,7 @@ def test_segment_gradcam_lights_the_class_pixels_through_the_letterbox(target: s
     assert mass_inside(e.heatmap, region, grow=3) > 0.8
     assert e.data["coverage"] == pytest.approx(40 * 40 / (100 * 200) if target is None else 25 * 25 / (100 * 200),
                                                rel=0.25)
-    assert e.score > 0.9
+    assert e.score > 0.8
 
 
 # --- detector: EigenCAM (no gradients through NMS) + the explained box ----------------------
@@ -327,7 +328,7 @@ def test_saved_overlay_is_a_metadata_free_png_inside_the_folder(imagenet: Explai
     out = save_explanation(e, tmp_path / "out", source="../../secret/IMG 1.jpg")
     assert out.parent == (tmp_path / "out").resolve() and out.name.startswith("IMG_1-") and out.suffix == ".png"
     with Image.open(out) as png:
-        assert png.format == "PNG" and png.size == (400, 400) and not png.info
+        assert png.format == "PNG" and png.size == (600, 400) and not png.info
         assert np.array_equal(np.asarray(png.convert("RGB")), e.overlay)
     with pytest.raises(ConfigError):
         save_explanation(e, tmp_path, name="../x.png")

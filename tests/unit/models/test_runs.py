@@ -138,3 +138,13 @@ def test_config_with_models_sets_each_task_and_refuses_two_for_one(runs: dict[st
         config_with_models(AnalyzeConfig(), [str(runs["detect"]), str(runs["detect"])], registry=registry)
     with pytest.raises(UnknownModelError, match="neither a registered model nor a training run"):
         config_with_models(AnalyzeConfig(), ["runs/nowhere/x"], registry=registry)
+
+
+def test_default_tasks_stay_builtin_even_with_a_registered_run(runs: dict[str, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXSIGHT_HOME", str(tmp_path / "home"))
+    registry = Registry(path=tmp_path / "home" / "models" / "registry.json")  # with the builtin models
+    add_run(runs["detect"], registry=registry, default=True)
+    tasks, skipped = resolve_tasks(AnalyzeConfig(), registry)
+    assert "detect" not in tasks and "detect" not in skipped  # trained models run only when asked
+    assert resolve_tasks(AnalyzeConfig(tasks=("detect",)), registry)[0] == ("detect",)

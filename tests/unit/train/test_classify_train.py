@@ -70,6 +70,7 @@ def test_interrupt_mid_epoch_then_resume_finishes(tiny_classify: Path, tmp_path:
         train("classify", None, out=out, resume=True, lr=0.5)
 
 
+@pytest.mark.slow
 def test_time_limit_and_early_stop(tiny_classify: Path, tmp_path: Path) -> None:
     run = train("classify", tiny_classify, out=tmp_path / "t", epochs=5, size=64, batch_size=8, time_limit_min=1e-4)
     assert run.meta["training"]["stopped"] == "time_limit" and run.meta["training"]["epochs"] == 1

@@ -18,15 +18,32 @@ log = logging.getLogger(__name__)
 _SWAP_ORIENTATIONS = (5, 6, 7, 8)
 
 
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 when absent or unreadable) without decoding pixels.
+
+    Pillow's ``getexif()`` on a PNG decodes the whole image to look for an ``eXIf`` chunk
+    after the pixel data; here only an ``eXIf`` chunk before the pixels (where writers put
+    it) is read.
+    """
+    try:
+        if img.format == "PNG":
+            raw = img.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+            return int(exif.get(0x0112, 1))
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - corrupt EXIF must not hide the size
+        return 1
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of the EXIF-oriented image, from its header only (no pixel decode)."""
     try:
         with Image.open(path) as img:
             w, h = img.size
-            try:
-                orientation = img.getexif().get(0x0112, 1)
-            except Exception:  # noqa: BLE001 - corrupt EXIF must not hide the size
-                orientation = 1
+            orientation = exif_orientation(img)
     except FileNotFoundError:
         raise DatasetFormatError("image file not found", path=str(path)) from None
     except (OSError, UnidentifiedImageError, ValueError) as err:

@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from ...core.errors import PixsightError
 from ...core.image import ALLOWED_FORMATS, ImageLimits, load_image, sniff_refused_format
 from ..dataset import BOX_TOLERANCE
+from ..formats._common import exif_orientation
 
 __all__ = ["Severity", "Problem", "ValidationReport", "FixSummary", "Collector", "check_box", "clip_box",
            "clip_points", "probe_image", "check_image_file", "is_int", "is_num"]
@@ -254,10 +255,7 @@ def probe_image(path: str | Path, *, limits: ImageLimits | None = None, decode: 
                 raise ImageTooLargeError(f"image is {w}x{h} = {w * h} pixels, over the limit of {limits.max_pixels} "
                                          "(possible decompression bomb)", path=where, limit=limits.max_pixels,
                                          actual=w * h)
-            try:
-                orientation = img.getexif().get(0x0112, 1)
-            except Exception:  # noqa: BLE001 - corrupt EXIF must not hide the size
-                orientation = 1
+            orientation = exif_orientation(img)
         if fmt == "PNG" and not decode:
             with Image.open(p, formats=("PNG",)) as img:
                 img.verify()  # chunk structure and CRCs, no inflate; must come right after open
