@@ -260,9 +260,9 @@ def target_layers(model: ExplainableModel, x: Any, *, method: str) -> tuple[str,
     """Names of the modules whose outputs the CAM reads, in this order of preference:
 
     1. ``model.layers`` (the caller's choice) or a ``cam_layers`` attribute on the module;
-    2. detect / segment with an ``EffNetLite0Backbone`` ``backbone``: its stage outputs
-       (detect: strides 16 and 32, the deep features EigenCAM summarises; segment: strides 8
-       and 32, the maps the segmentation head reads);
+    2. detect with a torchvision ``fpn``: its output levels (P3...), the maps the head reads;
+       detect / segment with an ``EffNetLite0Backbone`` ``backbone``: its stage outputs
+       (detect: strides 16 and 32; segment: strides 8 and 32, what the LR-ASPP head reads);
     3. otherwise the last leaf module, in execution order, with a 4-D output larger than 1 x 1
        (segment: whose channel count is not the logits' K + 1) - the last conv block of a
        classifier, the last decoder features of a segmenter.
@@ -279,7 +279,7 @@ def target_layers(model: ExplainableModel, x: Any, *, method: str) -> tuple[str,
     elif key in model._layer_cache:
         return model._layer_cache[key]
     else:
-        names = _effnet_stages(model) if model.task in ("detect", "segment") else ()
+        names = _known_layers(model) if model.task in ("detect", "segment") else ()
         if not names:
             names = _probe_last_feature_map(model, x, torch)
     modules = dict(model.module.named_modules())
@@ -292,7 +292,11 @@ def target_layers(model: ExplainableModel, x: Any, *, method: str) -> tuple[str,
     return names
 
 
-def _effnet_stages(model: ExplainableModel) -> tuple[str, ...]:
+def _known_layers(model: ExplainableModel) -> tuple[str, ...]:
+    fpn_levels = getattr(getattr(model.module, "fpn", None), "layer_blocks", None)
+    if model.task == "detect" and fpn_levels is not None:  # torchvision FPN: the P3.. maps the head reads
+        prefix = next(n for n, m in model.module.named_modules() if m is fpn_levels)
+        return tuple(f"{prefix}.{i}" for i in range(len(fpn_levels)))
     backbone = getattr(model.module, "backbone", None)
     ends = getattr(getattr(backbone, "net", None), "stage_ends", None)
     if not ends or len(ends) < 7:
@@ -352,7 +356,15 @@ def scores_only(module: Any) -> Any:
 
 def run_cam(cam_model: Any, layers: list[Any], x: Any, targets: list[Any], method: str) -> np.ndarray:
     """``(H_in, W_in)`` heat in [0, 1] for the first image of ``x`` from pytorch-grad-cam's
-    Grad-CAM / Grad-CAM++ or a sign-fixed EigenCAM; the hooks are always removed afterwards."""
+    Grad-CAM / Grad-CAM++ or a sign-fixed EigenCAM; the hooks are always removed afterwards.
+
+    Each layer gets its own pass and the normalised maps are averaged. (pytorch-grad-cam pairs
+    several layers' activations and gradients by call order, which silently mismatches them
+    for layers run in another order than listed, such as an FPN's top-down levels.)
+
+    Raises:
+        ConfigError: a layer runs more than once per forward pass (its map would be ambiguous).
+    """
     import torch
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
 
@@ -363,14 +375,23 @@ def run_cam(cam_model: Any, layers: list[Any], x: Any, targets: list[Any], metho
         holder.inner = cam_model
         holder.forward = cam_model.forward  # type: ignore[method-assign]
         cam_model = holder
-    cam = cls(model=cam_model, target_layers=layers)
-    try:
-        with torch.enable_grad():
-            xin = x.clone().requires_grad_(method != "eigencam")  # gradients reach frozen layers too
-            heat = cam(xin, targets=targets)[0]
-    finally:
-        cam.activations_and_grads.release()
-    return np.nan_to_num(np.asarray(heat, dtype=np.float32))
+    maps = []
+    for layer in layers:
+        cam = cls(model=cam_model, target_layers=[layer])
+        try:
+            with torch.enable_grad():
+                xin = x.clone().requires_grad_(method != "eigencam")  # gradients reach frozen layers too
+                heat = cam(xin, targets=targets)[0]
+                calls = len(cam.activations_and_grads.activations)
+        finally:
+            cam.activations_and_grads.release()
+        if calls != 1:
+            raise ConfigError(f"layer {type(layer).__name__} runs {calls} times per forward pass; pick a layer "
+                              "that runs once (e.g. not a head shared by every pyramid level)")
+        maps.append(np.nan_to_num(np.asarray(heat, dtype=np.float32)))
+    heat = np.mean(maps, axis=0)
+    peak = float(heat.max())
+    return heat / peak if peak > 0 else heat
 
 
 def _eigencam_class() -> type:

@@ -148,26 +148,11 @@ class ClassifyTask:
         t = torch.from_numpy(logits)
         probs = torch.softmax(t, dim=1).numpy()
         val_loss = float(F.cross_entropy(t, torch.from_numpy(y))) if len(y) else None
-        try:
-            from ...evaluate.metrics import classification_metrics
-        except ImportError:  # the evaluate package is optional while it is being built
-            log.warning("pixsight.evaluate.metrics is not available; validating with accuracy and macro F1 only")
-            metrics = _basic_metrics(y, probs, len(ds.classes))
-        else:
-            metrics = dict(classification_metrics(y, probs, ds.classes))
+        from ...evaluate.metrics import classification_metrics
+
+        metrics = dict(classification_metrics(y, probs, ds.classes))
         metrics["val_loss"] = val_loss
         return metrics
-
-
-def _basic_metrics(y: np.ndarray, probs: np.ndarray, n: int) -> dict[str, Any]:
-    pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
-    f1s = []
-    for c in range(n):
-        tp = int(np.sum((pred == c) & (y == c)))
-        fp, fn = int(np.sum((pred == c) & (y != c))), int(np.sum((pred != c) & (y == c)))
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": float(np.mean(pred == y)) if len(y) else 0.0, "macro_f1": float(np.mean(f1s)) if f1s else 0.0}
 
 
 TASK = ClassifyTask()
