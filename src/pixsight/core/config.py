@@ -65,6 +65,8 @@ class ReviewThresholds:
     classify_per_class: dict[str, float] = field(default_factory=dict)  # label -> min top-1 score
     ocr_min_line_score: float = 0.60  # any OCR line below this
     faces_min_score: float = 0.50  # any face below this
+    detect_min_score: float = 0.50  # any reported detection (trained detector) below this
+    detect_per_class: dict[str, float] = field(default_factory=dict)  # label -> min detection score
 
 
 @dataclass(frozen=True)

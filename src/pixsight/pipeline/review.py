@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.config import ReviewThresholds
-from ..core.types import Classification, Faces, TextLines
+from ..core.types import Classification, Detections, Faces, TextLines
 
 __all__ = ["review_reasons"]
 
@@ -39,4 +39,13 @@ def review_reasons(results: dict[str, Any], thresholds: ReviewThresholds, *,
         low = int((faces.scores < thresholds.faces_min_score).sum())
         if low:
             reasons.append(f"faces: {low} of {len(faces)} faces scored below {thresholds.faces_min_score:.2f}")
+    det = results.get("detect")
+    if isinstance(det, Detections) and len(det):
+        doubtful: dict[str, int] = {}
+        for label, score in zip(det.labels, det.scores.tolist()):
+            if score < thresholds.detect_per_class.get(label, thresholds.detect_min_score):
+                doubtful[label] = doubtful.get(label, 0) + 1
+        if doubtful:
+            what = ", ".join(f"{n} {label}" for label, n in sorted(doubtful.items()))
+            reasons.append(f"detect: {sum(doubtful.values())} of {len(det)} objects below their review threshold ({what})")
     return reasons

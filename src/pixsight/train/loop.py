@@ -155,8 +155,11 @@ def _lr_factor(cfg: TrainConfig, total: int, warmup: int) -> Callable[[int], flo
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
     total = cfg.epochs * steps_per_epoch
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    if cfg.schedule == "onecycle":
-        pct = min(0.5, max(0.02, cfg.warmup_epochs / cfg.epochs)) if total > 1 else 0.5
+    # OneCycle needs at least two steps in each phase (torch divides by the phase length);
+    # a run that short gets the warm-up + cosine curve instead.
+    if cfg.schedule == "onecycle" and total >= 8:
+        pct = min(0.5, max(0.02, cfg.warmup_epochs / cfg.epochs))
+        pct = min(max(pct, 2.5 / total), 1.0 - 2.5 / total)
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(2, total), pct_start=pct,
             anneal_strategy="cos", cycle_momentum=cfg.optimizer == "sgd" or cfg.momentum > 0,

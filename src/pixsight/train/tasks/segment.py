@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
 from ...core.errors import ConfigError
+from ...core.spatial import resize_nearest
 from ...data.dataset import Dataset, semantic_map
 from ..backbone import PRETRAINED_MEAN, PRETRAINED_STD, EffNetLite0Backbone
 
@@ -198,7 +198,8 @@ def segmentation_loss(logits: torch.Tensor, targets: torch.Tensor, *, class_weig
 
 def logits_to_class_map(logits: torch.Tensor | np.ndarray, letterbox: Any, width: int, height: int) -> np.ndarray:
     """One image's ``[K + 1, H, W]`` logits -> ``(height, width)`` uint8/uint16 class map: argmax,
-    crop out of the letterbox (``None`` = stretched input), nearest resize to the image.
+    crop out of the letterbox (``None`` = stretched input), nearest resize to the image
+    (:func:`pixsight.core.spatial.resize_nearest`, as the ONNX stage of analyze does).
 
     >>> logits = np.zeros((2, 4, 4), np.float32); logits[1, :, :2] = 1
     >>> logits_to_class_map(logits, None, 8, 2).tolist()
@@ -209,9 +210,7 @@ def logits_to_class_map(logits: torch.Tensor | np.ndarray, letterbox: Any, width
     if letterbox is not None:
         x0, y0 = int(letterbox.pad_x), int(letterbox.pad_y)
         cls = cls[y0:y0 + letterbox.new_height, x0:x0 + letterbox.new_width]
-    if cls.shape != (height, width):
-        cls = np.asarray(Image.fromarray(cls).resize((width, height), Image.Resampling.NEAREST))
-    return cls
+    return resize_nearest(cls, height, width)
 
 
 def _class_weights(option: Any, num_outputs: int, device: torch.device) -> torch.Tensor | None:
@@ -326,11 +325,10 @@ def _map_to_input(gt: np.ndarray, letterbox: Any, size: tuple[int, int]) -> torc
     """A class map placed like its image in the model input (nearest; padding = background)."""
     h, w = size
     if letterbox is None:
-        small = np.asarray(Image.fromarray(gt).resize((w, h), Image.Resampling.NEAREST)) if gt.shape != size else gt
-        return torch.from_numpy(small.astype(np.int64))
+        return torch.from_numpy(resize_nearest(gt, h, w).astype(np.int64))
     out = np.zeros(size, np.int64)
     nw, nh = letterbox.new_width, letterbox.new_height
-    small = gt if gt.shape == (nh, nw) else np.asarray(Image.fromarray(gt).resize((nw, nh), Image.Resampling.NEAREST))
+    small = resize_nearest(gt, nh, nw)
     x0, y0 = int(letterbox.pad_x), int(letterbox.pad_y)
     out[y0:y0 + nh, x0:x0 + nw] = small
     return torch.from_numpy(out)
