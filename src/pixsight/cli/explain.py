@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Overlays are written as PNG files (no metadata) into --out.")
     p.add_argument("model", metavar="MODEL", help="run folder (runs/<task>/<name>) or efficientnet-lite0")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
-    p.add_argument("--out", default="explanations", metavar="DIR", help="folder for the overlays (default ./explanations)")
+    p.add_argument("--out", default="explanations", metavar="DIR",
+                   help="folder for the overlays (default ./explanations)")
     p.add_argument("--target", metavar="LABEL", help="class to explain (default: the prediction)")
     p.add_argument("--method", default="auto", choices=("auto", "gradcam", "gradcam++", "eigencam"),
                    help="auto = gradcam for classify/segment, eigencam for detect")

@@ -99,7 +99,7 @@ def load_explainable(model: Any) -> ExplainableModel:
         if text in BUILTIN_MODELS:
             return _builtin_imagenet(text)
         path = Path(text)
-        if path.is_dir() and (path / "model.json").is_file():
+        if (path.is_dir() and (path / "model.json").is_file()) or (path.name == "model.json" and path.is_file()):
             return _from_run(_load_run(path))
         if path.exists():
             raise UnknownModelError(f"{text} is not a run folder (no model.json inside); pass a folder written "
@@ -262,7 +262,7 @@ def target_layers(model: ExplainableModel, x: Any, *, method: str) -> tuple[str,
     1. ``model.layers`` (the caller's choice) or a ``cam_layers`` attribute on the module;
     2. detect with a torchvision ``fpn``: its output levels (P3...), the maps the head reads;
        detect / segment with an ``EffNetLite0Backbone`` ``backbone``: its stage outputs
-       (detect: strides 16 and 32; segment: strides 8 and 32, what the LR-ASPP head reads);
+       (detect: strides 16 and 32; segment: stride 32, which beat stride 8 + 32 on a trained run);
     3. otherwise the last leaf module, in execution order, with a 4-D output larger than 1 x 1
        (segment: whose channel count is not the logits' K + 1) - the last conv block of a
        classifier, the last decoder features of a segmenter.
@@ -302,7 +302,7 @@ def _known_layers(model: ExplainableModel) -> tuple[str, ...]:
     if not ends or len(ends) < 7:
         return ()
     prefix = next((n for n, m in model.module.named_modules() if m is backbone), "backbone")
-    stages = (2, 6) if model.task == "segment" else (4, 6)  # strides 8 + 32 (what the heads read) / 16 + 32
+    stages = (6,) if model.task == "segment" else (4, 6)  # stride 32 / strides 16 + 32 (docs/explain.md)
     return tuple(f"{prefix}.net._blocks.{ends[i]}" for i in stages)
 
 

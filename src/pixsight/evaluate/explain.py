@@ -107,12 +107,13 @@ def explain(
             (the built-in ImageNet classifier) or an :class:`~pixsight.evaluate.cam_targets.ExplainableModel`.
             Load it once with :func:`~pixsight.evaluate.cam_targets.load_explainable` when
             explaining many images.
-        image: RGB uint8 ``(H, W, 3)`` pixels (load files with :func:`pixsight.core.image.load_image`).
+        image: RGB uint8 ``(H, W, 3)`` pixels, or the :class:`~pixsight.core.image.LoadedImage`
+            that :func:`pixsight.core.image.load_image` returns (safe decoding, EXIF rotation).
         target: class name or id to explain; default the prediction (classify: top class;
             detect: the best detection; segment: the class covering most pixels).
         method: ``"gradcam"``, ``"gradcam++"``, ``"eigencam"`` or ``"auto"``.
         layers: module names to read instead of the automatic choice.
-        box_only: detect - keep the heat inside the detected boxes only.
+        box_only: detect - keep the heat inside the detected boxes only, rescaled per box.
         score_threshold: detect - lowest score of the boxes drawn (default: model.json
             ``analyze_score_threshold``, else 0.3).
         alpha: strength of the heat colours in the overlay (0..1).
@@ -120,6 +121,9 @@ def explain(
     Raises:
         ConfigError: unknown method / class / layer, or an image that is not RGB uint8.
         UnknownModelError, ModelUnavailableError, WeightsError: the model cannot be loaded.
+
+    The CAM hooks live on the model's modules while it runs: do not explain with one
+    ``ExplainableModel`` from several threads at once (load one per thread).
 
     >>> import numpy as np, torch
     >>> from pixsight.evaluate.cam_targets import ExplainableModel
@@ -133,6 +137,7 @@ def explain(
     """
     import torch
 
+    image = getattr(image, "pixels", image)  # a LoadedImage
     em = load_explainable(model)
     if layers:
         em = replace(em, layers=tuple(layers), _layer_cache={})
@@ -149,11 +154,7 @@ def explain(
     heat_in = run_cam(plan.cam_model, [modules[n] for n in names], x, plan.targets, method)
     heat = geo.heat_to_image(heat_in)
     if box_only and plan.detections is not None:
-        keep = np.zeros(heat.shape, dtype=bool)
-        for b in [*plan.detections.boxes, *([plan.box] if plan.box is not None else [])]:
-            x0, y0, x1, y1 = np.floor(b[:2]).astype(int).tolist() + np.ceil(b[2:]).astype(int).tolist()
-            keep[max(0, y0):y1, max(0, x0):x1] = True
-        heat = np.where(keep, heat, 0.0)
+        heat = _within_boxes(heat, [*plan.detections.boxes, *([plan.box] if plan.box is not None else [])])
     peak = float(heat.max()) if heat.size else 0.0
     heat = np.clip(heat / peak, 0.0, 1.0).astype(np.float32) if peak > 0 else np.zeros_like(heat, np.float32)
     label = None if plan.class_id is None else em.classes[plan.class_id]
@@ -163,6 +164,20 @@ def explain(
     return Explanation(heatmap=heat, overlay=overlay, method=method, task=em.task, model=em.name,
                        class_id=plan.class_id, label=label, score=plan.score, box=plan.box,
                        detections=plan.detections, layers=names, data=plan.data)
+
+
+def _within_boxes(heat: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
+    """Heat inside the boxes only, rescaled to [0, 1] within each box (so a small object's
+    structure shows next to a big one's); overlapping boxes keep the larger value."""
+    out = np.zeros_like(heat)
+    for b in boxes:
+        x0, y0 = (max(0, int(v)) for v in np.floor(b[:2]))
+        x1, y1 = (int(v) for v in np.ceil(b[2:]))
+        region = heat[y0:y1, x0:x1]
+        if region.size and region.max() > region.min():
+            scaled = (region - region.min()) / (region.max() - region.min())
+            out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], scaled)
+    return out
 
 
 def _resolve_method(method: str, task: str) -> str:

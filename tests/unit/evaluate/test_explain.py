@@ -97,10 +97,13 @@ def test_other_methods_also_find_the_cat(imagenet: ExplainableModel, method: str
 
 def test_centre_crop_leaves_unseen_borders_cold(imagenet: ExplainableModel) -> None:
     """The ImageNet entry centre-crops 87.5 %: a wide image's sides are never seen."""
-    e = explain(imagenet, np.random.default_rng(2).integers(0, 256, (200, 400, 3), dtype=np.uint8))
-    side = (400 - 200 * 0.875) / 2  # 112.5 px on each side
-    assert e.heatmap[:, :110].max() == 0 and e.heatmap[:, 291:].max() == 0
-    assert e.heatmap[:, 115:285].max() == pytest.approx(1.0)
+    image = np.random.default_rng(2).integers(0, 256, (200, 400, 3), dtype=np.uint8)
+    e = explain(imagenet, image)
+    unseen = np.ones(400, bool)
+    unseen[112:288] = False  # the crop is 175 px wide, 112.5 px in from each side
+    assert e.heatmap[:, unseen].max() == 0 and e.heatmap[:, 115:285].max() == pytest.approx(1.0)
+    dimmed = (image[60:140, unseen].astype(np.float32) * 0.45).round()  # below the banner
+    assert np.array_equal(e.overlay[60:140, unseen], dimmed.astype(np.uint8))
 
 
 # --- a tiny classifier that can only be right by looking at one place -----------------------
@@ -165,7 +168,8 @@ def test_input_heat_maps_back_onto_the_image(resize: str, shape: tuple[int, int]
     if resize == "letterbox":  # padding is the mean colour: 0 after normalisation, not part of the image
         assert np.abs(x[:, ~geo.content_mask()]).max() < 0.01
     box = geo.boxes_to_image(np.array([[0.0, 0.0, 64.0, 64.0]]))[0]
-    assert box.tolist() == pytest.approx([0, 0, w, h] if resize != "center_crop" else [20.625, 5.625, 99.375, 84.375], abs=0.01)
+    expected = [0, 0, w, h] if resize != "center_crop" else [20.625, 5.625, 99.375, 84.375]  # the 78.75 px crop
+    assert box.tolist() == pytest.approx(expected, abs=0.01)
 
 
 # --- segmenter: Grad-CAM of one class's pixels ------------------------------------------------
@@ -250,8 +254,10 @@ def test_detector_box_only_keeps_heat_inside_the_boxes() -> None:
     e = explain(model, image, box_only=True, score_threshold=0.5)
     inside = np.zeros(e.heatmap.shape, bool)
     for b in [*e.detections.boxes, e.box]:
-        inside[int(b[1]):int(np.ceil(b[3])), int(b[0]):int(np.ceil(b[2]))] = True
-    assert e.heatmap[~inside].max() == 0 and e.heatmap.max() == pytest.approx(1.0)
+        y0, y1, x0, x1 = int(b[1]), int(np.ceil(b[3])), int(b[0]), int(np.ceil(b[2]))
+        inside[y0:y1, x0:x1] = True
+        assert e.heatmap[y0:y1, x0:x1].max() == pytest.approx(1.0)  # rescaled within each box
+    assert e.heatmap[~inside].max() == 0
 
 
 def test_detector_on_the_effnet_backbone_uses_its_deep_stages() -> None:
@@ -296,7 +302,8 @@ def test_explains_a_run_folder(tmp_path: Path) -> None:
     arch = task.arch({})
     model = task.build_model(arch, 2, pretrained=False)
     (tmp_path / "weights").mkdir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "weights" / "best.safetensors"))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp_path / "weights" / "best.safetensors"))
     meta = {"format": RUN_FORMAT, "name": "shapes", "task": "classify", "classes": ["circle", "square"], "arch": arch,
             "preprocess": {**PRE, "size": [96, 96], "resize": "stretch"}, "postprocess": None}
     (tmp_path / "model.json").write_text(json.dumps(meta))
@@ -332,3 +339,23 @@ def test_saved_overlay_is_a_metadata_free_png_inside_the_folder(imagenet: Explai
         assert np.array_equal(np.asarray(png.convert("RGB")), e.overlay)
     with pytest.raises(ConfigError):
         save_explanation(e, tmp_path, name="../x.png")
+
+
+@pytest.mark.parametrize("task, method, layers", [
+    ("detect", "auto", ("fpn.layer_blocks.0", "fpn.layer_blocks.1", "fpn.layer_blocks.2")),
+    ("detect", "gradcam", ("fpn.layer_blocks.0", "fpn.layer_blocks.1", "fpn.layer_blocks.2")),
+    ("segment", "auto", ("backbone.net._blocks.15",)),
+])
+def test_the_trained_architectures_get_their_documented_layers(task: str, method: str,
+                                                               layers: tuple[str, ...]) -> None:
+    """pixsight's own detector (FPN + FCOS head) and segmenter, untrained, through the whole path."""
+    from pixsight.train.tasks import get_task
+
+    torch.manual_seed(0)
+    t = get_task(task)
+    net = t.build_model(t.arch({}), 2, pretrained=False).eval()
+    model = ExplainableModel(net, task=task, classes=["a", "b"], preprocess=t.default_preprocess(128),
+                             postprocess=t.default_postprocess(), name=task)
+    e = explain(model, np.random.default_rng(6).integers(0, 256, (90, 150, 3), dtype=np.uint8), method=method)
+    assert e.layers == layers and e.heatmap.shape == (90, 150) and e.label in ("a", "b")
+    assert (e.box is not None) == (task == "detect")
