@@ -92,7 +92,7 @@ ground truth{% endif %}) · {{ created }}</div></header>
 {% endfor %}</table></div>{% endif %}
 {% if worst %}<div class="panel wide"><h2>Worst examples</h2>{% if drawn %}<p class="muted">left: ground truth (green) · right: prediction (red)</p>{% endif %}
 {% for ex in worst %}<div class="ex">{% if ex.picture %}<img alt="{{ ex.file_name }}" src="{{ ex.picture }}">{% endif %}
-{% if ex.cam %}<img alt="Grad-CAM of {{ ex.file_name }}" src="{{ ex.cam }}">{% endif %}
+{% if ex.cam %}<figure><img alt="{{ ex.cam[1] }} of {{ ex.file_name }}" src="{{ ex.cam[0] }}"><figcaption class="muted">{{ ex.cam[1] }}</figcaption></figure>{% endif %}
 <div><b>{{ ex.file_name }}</b></div><div class="why">{{ ex.why }}</div>
 {% if ex.reference is not none %}<pre>truth: {{ ex.reference }}</pre><pre>read:  {{ ex.prediction }}</pre>{% endif %}</div>
 {% endfor %}</div>{% endif %}
@@ -205,14 +205,16 @@ def _explainer(result: EvalResult) -> Any:
         return None
 
 
-def _cam_uri(model: Any, pixels: np.ndarray) -> str | None:
+def _cam_uri(model: Any, pixels: np.ndarray) -> tuple[str, str] | None:
+    """``(data URI of the overlay, method name)`` or ``None`` when the explanation failed."""
     from pixsight.evaluate.explain import explain
 
     try:
-        return _jpeg_uri(Image.fromarray(explain(model, pixels).overlay))
+        e = explain(model, pixels)
     except Exception as err:  # noqa: BLE001 - an explanation must never break the report
-        log.warning("eval report: Grad-CAM failed: %s", err)
+        log.warning("eval report: CAM failed: %s", err)
         return None
+    return _jpeg_uri(Image.fromarray(e.overlay)), str(e.method)
 
 
 def _plots(result: EvalResult) -> list[tuple[str, str]]:

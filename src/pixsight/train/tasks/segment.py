@@ -153,6 +153,16 @@ class SegmentNet(nn.Module):
         # stride-4 refinement: per-class correction from the finer features
         self.detail = nn.Sequential(_conv_bn_relu(_CHANNELS[1], 32, 3), nn.Conv2d(32, self.num_outputs, 1)) \
             if detail else None
+        self._init_classifiers()
+
+    def _init_classifiers(self) -> None:
+        """Small final layers: the first steps start near uniform class probabilities instead
+        of large random logits from the pretrained features."""
+        finals = [m for m in self.modules() if isinstance(m, nn.Conv2d) and m.out_channels == self.num_outputs]
+        for conv in finals:
+            nn.init.normal_(conv.weight, std=0.01)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not torch.onnx.is_in_onnx_export():
