@@ -203,7 +203,7 @@ def test_short_training_run_finds_the_shapes(tiny_detect: Path, tmp_path: Path) 
     run = train("detect", tiny_detect / "train.json", val=tiny_detect / "val.json", out=tmp_path / "run",
                 epochs=12, size=SIZE, batch_size=8, lr=3e-3, seed=0)
     metrics = run.meta["metrics"]
-    assert metrics["map_50"] >= 0.6, metrics
+    assert metrics["map_50"] >= 0.7, metrics  # 0.92 measured (seeded)
     # the saved best weights decode, through the shared post-processing, to the ground truth
     val = read_dataset(tiny_detect / "val.json")
     model = run.build_model("best")

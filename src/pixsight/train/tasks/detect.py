@@ -84,7 +84,7 @@ class DetectTask:
         without hue jitter (the slowest transform on CPU, and objects are rarely told apart by
         hue alone)."""
         return {"size": 256, "batch_size": 16, "lr": 2e-3, "backbone_lr_mult": 0.25, "weight_decay": 1e-4,
-                "epochs": 10, "freeze_epochs": 1, "warmup_epochs": 1.0, "schedule": "onecycle",
+                "epochs": 6, "freeze_epochs": 1, "warmup_epochs": 1.0, "schedule": "onecycle",
                 "augment": {"preset": "default", "hue": 0.0}, "grad_clip": 10.0}
 
     def arch(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ __all__ = ["ARCH_NAME", "DEFAULT_ARCH", "IGNORE_INDEX", "SegmentNet", "SegmentTa
 
 log = logging.getLogger(__name__)
 
+#: ``arch.name`` of the default head (``effnet-lite0-<head>`` in general).
 ARCH_NAME = "effnet-lite0-lraspp"
 #: Architecture parameters and their defaults (``arch`` in the config overrides them).
 DEFAULT_ARCH: dict[str, Any] = {
@@ -76,6 +77,9 @@ class _AsppHead(nn.Module):
         self.low = _conv_bn_relu(_CHANNELS[2], 48)
         self.fuse = nn.Sequential(_conv_bn_relu(channels + 48, channels, 3), nn.Conv2d(channels, num_outputs, 1))
 
+    def classifiers(self) -> list[nn.Conv2d]:
+        return [self.fuse[-1]]
+
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         low = self.low(feats[2])
         high = F.interpolate(self.aspp(feats[4]), size=low.shape[-2:], mode="bilinear", align_corners=False)
@@ -90,6 +94,9 @@ class _LrasppHead(nn.Module):
         from torchvision.models.segmentation.lraspp import LRASPPHead
 
         self.head = LRASPPHead(_CHANNELS[2], _CHANNELS[4], num_outputs, channels)
+
+    def classifiers(self) -> list[nn.Conv2d]:
+        return [self.head.low_classifier, self.head.high_classifier]
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.head({"low": feats[2], "high": feats[4]})
@@ -158,8 +165,7 @@ class SegmentNet(nn.Module):
     def _init_classifiers(self) -> None:
         """Small final layers: the first steps start near uniform class probabilities instead
         of large random logits from the pretrained features."""
-        finals = [m for m in self.modules() if isinstance(m, nn.Conv2d) and m.out_channels == self.num_outputs]
-        for conv in finals:
+        for conv in (*self.head.classifiers(), *(self.detail[-1:] if self.detail is not None else ())):
             nn.init.normal_(conv.weight, std=0.01)
             if conv.bias is not None:
                 nn.init.zeros_(conv.bias)
@@ -260,13 +266,15 @@ class SegmentTask:
         unknown = sorted(set(params) - set(DEFAULT_ARCH))
         if unknown:
             raise ConfigError(f"unknown segment arch key(s) {unknown}; known: {sorted(DEFAULT_ARCH)}")
-        return {"name": ARCH_NAME, "params": {**DEFAULT_ARCH, **params}}
+        resolved = {**DEFAULT_ARCH, **params}
+        return {"name": f"effnet-lite0-{resolved['head']}", "params": resolved}
 
     def build_model(self, arch: dict[str, Any], num_classes: int, *, pretrained: bool) -> nn.Module:
         p = {**DEFAULT_ARCH, **arch.get("params", {})}
         model = SegmentNet(num_classes, head=str(p["head"]), channels=int(p["channels"]), detail=bool(p["detail"]),
                            fixed_blocks=int(p["fixed_blocks"]), pretrained=pretrained)
         model.dice_weight = float(p["dice_weight"])  # read by loss()
+        log.debug("segmenter %s for %d classes (pretrained=%s)", p, num_classes, pretrained)
         return model
 
     def torch_dataset(self, ds: Dataset, preprocess: dict[str, Any], augment: dict[str, Any] | None,
