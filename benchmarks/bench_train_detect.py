@@ -8,7 +8,9 @@ then scores the best weights on the val split with
 :func:`pixsight.evaluate.metrics.detection_metrics` (through the detect task's validation,
 i.e. the analyze decode path). Prints mAP@0.5, mAP@[.5:.95], wall time, training images per
 second (forward + backward, validation excluded) and validation images per second, and
-exits 1 when the target is missed (mAP@0.5 below ``--target`` or training over the limit).
+exits 1 when the target is missed: the best mAP@0.5 is below ``--target``, or no epoch reached
+it before the time limit (the time to target counts from the start of training, validation
+included).
 
 The target is for 2 idle CPU cores (``OMP_NUM_THREADS=2``); on a shared machine the numbers
 are pessimistic. Not part of the test suite.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path(tmp) / "run"
         print(f"torch threads: {torch.get_num_threads()}; training into {out}", flush=True)
         t0 = time.perf_counter()
-        marks: dict[str, float] = {"val": 0.0}
+        marks: dict[str, float] = {"val": 0.0}  # + "reached": seconds to the first epoch at the target
         started: dict[str, float] = {}
 
         def progress(p: Any) -> None:
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             elif p.phase == "epoch":
                 marks["val"] += now - started.pop("val", now)
                 m = p.metrics or {}
+                if (m.get("map_50") or 0) >= args.target:
+                    marks.setdefault("reached", now - t0)
                 print(f"epoch {p.epoch}/{p.epochs}  {now - t0:6.0f} s  loss {p.loss or 0:.3f}  "
                       f"map_50 {m.get('map_50', 0):.3f}  map {m.get('map', 0):.3f}", flush=True)
 
@@ -96,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         val_s = time.perf_counter() - t1
 
     train_ips = epochs_run * n_train / max(1e-9, seconds - marks["val"])
-    ok = metrics["map_50"] >= args.target and seconds <= args.time_limit * 60 + 30
+    reached = marks.get("reached", math.inf)
+    ok = metrics["map_50"] >= args.target and reached <= args.time_limit * 60
     print(f"mAP@0.5 {metrics['map_50']:.4f}  mAP {metrics['map']:.4f}  (best epoch {training.get('best_epoch')} "
           f"of {epochs_run})")
+    print(f"mAP@0.5 >= {args.target} first reached after {reached:.0f} s (validation included)")
     print(f"training {seconds:.0f} s (limit {args.time_limit * 60:.0f} s; validation {marks['val']:.0f} s of it), "
           f"{total:.0f} s with export; train {train_ips:.1f} img/s, val {len(val.images) / val_s:.1f} img/s")
     print(f"target mAP@0.5 >= {args.target}: {'PASS' if ok else 'FAIL'}")

@@ -26,8 +26,8 @@ from pathlib import Path
 def _progress(p) -> None:  # noqa: ANN001 - TrainProgress
     if p.phase == "epoch":
         m = p.metrics or {}
-        print(f"  epoch {p.epoch}/{p.epochs}: train_loss {m.get('train_loss', 0):.4f}  val mIoU {m.get('miou') or 0:.4f}"
-              f"  ({m.get('seconds', 0):.0f} s)", flush=True)
+        print(f"  epoch {p.epoch}/{p.epochs}: train_loss {m.get('train_loss') or 0:.4f}  val mIoU {m.get('miou') or 0:.4f}"
+              f"  ({m.get('seconds') or 0:.0f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from pixsight.data.dataset import semantic_map
     from pixsight.data.formats import read_dataset
     from pixsight.data.synth import synth_dataset
     from pixsight.evaluate.metrics import SegmentationMeter
-    from pixsight.data.dataset import semantic_map
     from pixsight.train import train
     from pixsight.train.tasks.segment import TASK
 

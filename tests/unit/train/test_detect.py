@@ -40,7 +40,7 @@ def test_task_is_registered_with_contract_defaults() -> None:
     assert TASK.default_postprocess() == {"score_threshold": 0.05, "iou_threshold": 0.6, "max_detections": 100,
                                           "analyze_score_threshold": 0.3}
     pre = TASK.default_preprocess(None)
-    assert pre["resize"] == "letterbox" and pre["size"] == [320, 320] and pre["mean"] == [127.0] * 3
+    assert pre["resize"] == "letterbox" and pre["size"] == [256, 256] and pre["mean"] == [127.0] * 3
     assert TASK.arch({})["name"] == "effnet-lite0-fcos"
 
 

@@ -49,8 +49,9 @@ DEFAULT_ARCH: dict[str, Any] = {
 #: ``model.json`` ``postprocess`` (docs/design/learning.md).
 DEFAULT_POSTPROCESS: dict[str, Any] = {"score_threshold": 0.05, "iou_threshold": 0.6, "max_detections": 100,
                                        "analyze_score_threshold": 0.3}
-#: Default model input side (letterbox).
-DEFAULT_SIZE = 320
+#: Default model input side (letterbox). docs/design/learning.md names 320; 256 is 1.6x cheaper
+#: on CPU, and it is what meets the 15-minute CPU target (see ``config_defaults``).
+DEFAULT_SIZE = 256
 _POSTPROCESS_KEYS = ("score_threshold", "iou_threshold", "max_detections")
 
 
@@ -62,7 +63,7 @@ class DetectTask:
     output_names = ("boxes", "scores")
 
     def default_preprocess(self, size: int | Sequence[int] | None) -> dict[str, Any]:
-        """Letterbox to ``size`` (default 320) with the EfficientNet-Lite0 mean/std.
+        """Letterbox to ``size`` (default :data:`DEFAULT_SIZE`) with the EfficientNet-Lite0 mean/std.
 
         >>> TASK.default_preprocess(256)["size"], TASK.default_preprocess(None)["resize"]
         ([256, 256], 'letterbox')
@@ -78,12 +79,13 @@ class DetectTask:
         return {"size": hw, "mean": list(PRETRAINED_MEAN), "std": list(PRETRAINED_STD), "resize": "letterbox"}
 
     def config_defaults(self) -> dict[str, Any]:
-        """Training defaults measured on the synthetic shapes benchmark (2 CPU cores):
-        input 256, batch 16, AdamW lr 2e-3 with OneCycle, 1 frozen-backbone epoch then
-        fine-tuning with the backbone at 0.25x the head's rate; the default augmentation
-        without hue jitter (the slowest transform on CPU, and objects are rarely told apart by
-        hue alone)."""
-        return {"size": 256, "batch_size": 16, "lr": 2e-3, "backbone_lr_mult": 0.25, "weight_decay": 1e-4,
+        """Training defaults measured on the synthetic shapes benchmark (benchmarks/bench_train_detect.py):
+        batch 16, AdamW lr 2e-3 with OneCycle over 6 epochs, the first with the backbone
+        frozen, then fine-tuning with the backbone at 0.25x the head's rate; the default
+        augmentation without hue jitter (the slowest transform on CPU, and objects are rarely
+        told apart by hue alone). There mAP@0.5 passes 0.90 after the first epoch and ends
+        near 0.99 (mAP@[.5:.95] 0.80) in about 18 minutes on one busy core."""
+        return {"batch_size": 16, "lr": 2e-3, "backbone_lr_mult": 0.25, "weight_decay": 1e-4,
                 "epochs": 6, "freeze_epochs": 1, "warmup_epochs": 1.0, "schedule": "onecycle",
                 "augment": {"preset": "default", "hue": 0.0}, "grad_clip": 10.0}
 
