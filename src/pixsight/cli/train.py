@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, metavar="MIN", dest="time_limit_min",
                    help="stop cleanly after the epoch that crosses MIN minutes")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--size", type=int, help="model input side in pixels (default: 224 classify, 320 detect/segment)")
+    p.add_argument("--size", type=int, help="model input side in pixels (default: 224 classify, 256 detect/segment; detect and segment need a multiple of 32)")
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="data-loading processes (default 0)")
