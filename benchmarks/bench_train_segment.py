@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=15.0, help="minutes of training (default 15)")
     ap.add_argument("--target", type=float, default=0.85, help="val mIoU to reach (default 0.85)")
     ap.add_argument("--epochs", type=int, help="override the task default")
+    ap.add_argument("--arch", type=json.loads, default=None, help='architecture overrides, e.g. \'{"detail": false}\'')
     args = ap.parse_args(argv)
 
     import torch
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {"time_limit_min": args.time_limit, "seed": args.seed}
     if args.epochs:
         overrides["epochs"] = args.epochs
+    if args.arch:
+        overrides["arch"] = args.arch
     out = args.out or Path(tmp.name) / "run"
     t0 = time.perf_counter()
     run = train("segment", train_json, val=val_json, out=out, progress=_progress, **overrides)
