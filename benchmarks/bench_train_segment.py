@@ -26,8 +26,8 @@ from pathlib import Path
 def _progress(p) -> None:  # noqa: ANN001 - TrainProgress
     if p.phase == "epoch":
         m = p.metrics or {}
-        print(f"  epoch {p.epoch}/{p.epochs}: train_loss {m.get('train_loss') or 0:.4f}  val mIoU {m.get('miou') or 0:.4f}"
-              f"  ({m.get('seconds') or 0:.0f} s)", flush=True)
+        print(f"  epoch {p.epoch}/{p.epochs}: train_loss {m.get('train_loss') or 0:.4f}  "
+              f"val mIoU {m.get('miou') or 0:.4f}  ({m.get('seconds') or 0:.0f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,9 +186,9 @@ def test_short_training_run_learns_to_segment(tmp_path: Path) -> None:
 
     data = Path(synth_dataset(tmp_path / "data", task="segment", n=48, image_size=(128, 128), seed=2,
                               classes=("circle", "square"))["out_dir"])
-    run = train("segment", data / "train.json", val=data / "val.json", out=tmp_path / "run", epochs=10, size=128,
+    run = train("segment", data / "train.json", val=data / "val.json", out=tmp_path / "run", epochs=15, size=128,
                 batch_size=8, seed=0)
-    # background + 2 classes on 38 training images: ~0.27 after the frozen first epoch, best ~0.61 (measured)
+    # background + 2 classes on 38 training images: ~0.32 after the frozen first epoch, best ~0.62 (measured)
     assert run.metrics["miou"] >= 0.5
     assert run.meta["arch"]["name"] == "effnet-lite0-lraspp"
     assert (run.path / "model.onnx").is_file() and run.meta["onnx"]["max_abs_diff"] < 1e-3
