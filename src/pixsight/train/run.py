@@ -17,12 +17,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import math
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +72,28 @@ def _finite(value: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) while the block writes files, then raise it.
+
+    An interrupt in the middle of ``torch.save`` leaves its zip writer in a state that raises
+    ``RuntimeError`` instead of ``KeyboardInterrupt``; deferring it keeps checkpoints whole and
+    the interrupt an interrupt. Outside the main thread (no signal handlers there) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
+
+
 class RunWriter:
     """Writes one run folder as training goes (used by :func:`pixsight.train.loop.fit`)."""
 
@@ -100,6 +126,11 @@ class RunWriter:
     def save_epoch(self, history: list[dict[str, Any]], model: Any, *, best: dict[str, Any], best_epoch: int,
                    is_best: bool) -> None:
         """Metrics (csv, json, plots) and last (+ best) weights after an epoch."""
+        with interrupts_deferred():
+            self._save_epoch(history, model, best=best, best_epoch=best_epoch, is_best=is_best)
+
+    def _save_epoch(self, history: list[dict[str, Any]], model: Any, *, best: dict[str, Any], best_epoch: int,
+                    is_best: bool) -> None:
         self.save_weights(model, "last")
         if is_best:
             self.save_weights(model, "best")
@@ -134,7 +165,7 @@ class RunWriter:
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         import torch
 
-        with atomic_writer(self.checkpoint_path, "wb") as fh:
+        with interrupts_deferred(), atomic_writer(self.checkpoint_path, "wb") as fh:
             torch.save(state, fh)
 
     def load_checkpoint(self) -> dict[str, Any]:

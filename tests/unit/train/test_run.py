@@ -81,3 +81,18 @@ def test_modified_onnx_is_exported_again(trained_run, tmp_path: Path) -> None:
         run.onnx_path(export_if_missing=False)
     path = run.onnx_path()
     assert load_run(copy).meta["onnx"]["sha256"] != "" and path.stat().st_size > 1000
+
+
+def test_ctrl_c_during_a_write_is_held_until_the_write_is_done(tmp_path) -> None:
+    import os
+    import signal
+
+    from pixsight.train.run import interrupts_deferred
+
+    written = tmp_path / "f"
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-"write"
+            written.write_text("whole")
+    assert written.read_text() == "whole"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
