@@ -131,5 +131,6 @@ def _summary(console: Any, run: Any) -> None:
     table.add_row("time", f"{training.get('seconds', 0):.1f} s")
     table.add_row("run folder", str(run.path))
     table.add_row("ONNX", f"{run.path / 'model.onnx'} (max |diff| vs torch {meta.get('onnx', {}).get('max_abs_diff', 0):.1g})")
-    table.add_row("next", f"pixsight eval {run.path}   |   pixsight models add {run.path}")
+    val_path = (meta.get("data") or {}).get("val", {}).get("path") or "VAL"
+    table.add_row("next", f"pixsight eval {run.path} --data {val_path}   |   pixsight models add {run.path}")
     console.print(table)
