@@ -14,6 +14,11 @@ RUNS = [
     ["bench_memory.py"],
     ["bench_ocr_cer.py"],
     ["bench_faces_recall.py"],
+    ["bench_eval.py"],
+    ["bench_transfer.py"],
+    ["bench_train_classify.py"],
+    ["bench_train_detect.py"],
+    ["bench_train_segment.py"],
 ]
 
 
