@@ -51,6 +51,24 @@ def _record(kind: str, i: int, item: Any) -> str:
     return f"{kind}[{i}] (id {rid})" if _is_int(rid) else f"{kind}[{i}]"
 
 
+def _new_id(rec: str, item: dict, seen: Any, what: str, out: Collector, *, missing: str = "error") -> int | None:
+    """``item["id"]`` when it is a new int id; otherwise report why (missing/not an int/duplicate)
+    and return ``None``. ``seen`` is any container of the ids met so far (the caller adds)."""
+    iid = item.get("id")
+    if "id" not in item:
+        if missing == "warning":
+            out.warning(rec, "missing key 'id' (pycocotools needs annotation ids)")
+        else:
+            out.error(rec, "missing key 'id'")
+    elif not _is_int(iid):
+        out.error(rec, f"id must be an int, got {iid!r}")
+    elif iid in seen:
+        out.error(rec, f"duplicate {what} id {iid}")
+    else:
+        return iid
+    return None
+
+
 def _check_categories(cats: list, out: Collector) -> set[int]:
     ids: set[int] = set()
     for i, cat in enumerate(cats):
@@ -58,14 +76,8 @@ def _check_categories(cats: list, out: Collector) -> set[int]:
         if not isinstance(cat, dict):
             out.error(rec, f"must be an object, got {type(cat).__name__}")
             continue
-        cid = cat.get("id")
-        if "id" not in cat:
-            out.error(rec, "missing key 'id'")
-        elif not _is_int(cid):
-            out.error(rec, f"id must be an int, got {cid!r}")
-        elif cid in ids:
-            out.error(rec, f"duplicate category id {cid}")
-        else:
+        cid = _new_id(rec, cat, ids, "category", out)
+        if cid is not None:
             ids.add(cid)
         name = cat.get("name")
         if "name" not in cat:
@@ -84,16 +96,7 @@ def _check_images(images: list, root: Path, out: Collector, *, check_images: boo
         if not isinstance(im, dict):
             out.error(rec, f"must be an object, got {type(im).__name__}")
             continue
-        iid = im.get("id")
-        if "id" not in im:
-            out.error(rec, "missing key 'id'")
-            iid = None
-        elif not _is_int(iid):
-            out.error(rec, f"id must be an int, got {iid!r}")
-            iid = None
-        elif iid in sizes:
-            out.error(rec, f"duplicate image id {iid}")
-            iid = None
+        iid = _new_id(rec, im, sizes, "image", out)
         size_ok = True
         for key in ("width", "height"):
             v = im.get(key)
@@ -125,14 +128,8 @@ def _check_annotation(i: int, a: Any, sizes: dict[int, tuple[int, int] | None], 
     if not isinstance(a, dict):
         out.error(rec, f"must be an object, got {type(a).__name__}")
         return
-    aid = a.get("id")
-    if "id" not in a:
-        out.warning(rec, "missing key 'id' (pycocotools needs annotation ids)")
-    elif not _is_int(aid):
-        out.error(rec, f"id must be an int, got {aid!r}")
-    elif aid in ann_ids:
-        out.error(rec, f"duplicate annotation id {aid}")
-    else:
+    aid = _new_id(rec, a, ann_ids, "annotation", out, missing="warning")
+    if aid is not None:
         ann_ids.add(aid)
     size = None
     known = True
