@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(MAKE) system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[models,data,torch,train,dev]'
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[models,data,search,torch,train,dev]'
 	$(PY) -m pip install -q --no-deps -c requirements/constraints.txt 'grad-cam==1.5.7'
 	touch $(STAMP)
 
