@@ -1,0 +1,297 @@
+"""Full-text search over the catalog (SQLite FTS5 in the same file), kept in sync lazily.
+
+The index lives in three tables next to the catalog's own (``search_fts``, ``search_docs``,
+``search_labels``) plus ``search_state``, which remembers the newest ``results.created``,
+``files.seen`` and ``analyses.updated`` already indexed. Every :func:`search` first re-indexes
+the images touched since then, so the analyze write path needs no change.
+
+Indexed per image: the OCR full text, the top classify labels and the detected labels, and
+the file names and paths (split on ``_``, ``-``, ``.``, ``/`` so ``cat`` finds
+``my_cat_photo.jpg``). Ranking is FTS5's bm25; user text is always quoted, never parsed as
+FTS5 syntax.
+
+>>> import tempfile, os
+>>> from pixsight.catalog.store import Catalog
+>>> db = os.path.join(tempfile.mkdtemp(), "c.sqlite")
+>>> Catalog(db).close()
+>>> search(db, "anything")
+[]
+>>> print(fts_query("-x NEAR*"))
+"-x"* "NEAR*"*
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..core.errors import CatalogError, ConfigError
+from ..core.fileio import printable_path
+
+__all__ = ["SearchHit", "search", "hits_for", "sync_index", "fts_query", "parse_date"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
+    sha256 UNINDEXED, text, labels, names, tokenize = 'unicode61 remove_diacritics 2');
+CREATE TABLE IF NOT EXISTS search_docs (
+    sha256 TEXT PRIMARY KEY, labels TEXT NOT NULL, has_text INTEGER NOT NULL, has_faces INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS search_labels (
+    sha256 TEXT NOT NULL, label TEXT NOT NULL COLLATE NOCASE, PRIMARY KEY (sha256, label));
+CREATE INDEX IF NOT EXISTS search_labels_label ON search_labels (label);
+CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
+
+# (state key, SQL giving the sha256s changed since ?, SQL giving the newest stamp)
+_SOURCES = (
+    ("results.created", "SELECT DISTINCT sha256 FROM results WHERE created >= ?", "SELECT MAX(created) FROM results"),
+    ("files.seen", "SELECT DISTINCT sha256 FROM files WHERE seen >= ? AND sha256 IS NOT NULL",
+     "SELECT MAX(seen) FROM files"),
+    ("analyses.updated", "SELECT sha256 FROM analyses WHERE updated >= ?", "SELECT MAX(updated) FROM analyses"),
+)
+
+TOP_LABELS = 3  # classify labels indexed per image (best first)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One matching image: its content hash, known paths, bm25 score (higher is better; 0
+    when there was no text), a snippet of the matching text, labels and review flag."""
+
+    sha256: str
+    paths: list[str]
+    score: float
+    snippet: str
+    labels: list[str] = field(default_factory=list)
+    needs_review: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 MATCH expression for free user text: every word quoted (``"`` doubled) and
+    prefix-matched, words ANDed. Nothing the user types is FTS5 syntax.
+
+    >>> fts_query("cat photo")
+    '"cat"* "photo"*'
+    """
+    # control characters (NUL ends a C string inside FTS5's parser) become spaces
+    text = "".join(" " if ord(c) < 32 or c == "\x7f" else c for c in text)
+    words = [w for w in text.split() if w]
+    return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+
+
+def parse_date(value: str | _dt.date | float | None, *, end: bool = False) -> float | None:
+    """A POSIX time from ``YYYY-MM-DD`` (start of that day, or its end with ``end=True``),
+    an ISO datetime, a date/datetime or a number.
+
+    >>> parse_date("2026-01-02") < parse_date("2026-01-02", end=True)
+    True
+    """
+    if value is None or isinstance(value, (int, float)):
+        return value
+    if isinstance(value, _dt.datetime):
+        return value.timestamp()
+    if isinstance(value, _dt.date):
+        day = value
+    else:
+        try:
+            if len(value.strip()) > 10:
+                return _dt.datetime.fromisoformat(value.strip()).timestamp()
+            day = _dt.date.fromisoformat(value.strip())
+        except ValueError as err:
+            raise ConfigError(f"bad date {value!r}: use YYYY-MM-DD or an ISO datetime") from err
+    start = _dt.datetime.combine(day, _dt.time())
+    return (start + _dt.timedelta(days=1)).timestamp() - 1e-6 if end else start.timestamp()
+
+
+def _connect(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
+    path = Path(db_path)
+    if not path.is_file():
+        raise CatalogError(f"no catalog at {path}; run `pixsight analyze` first or pass --db", path=str(path))
+    try:
+        db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name='results'").fetchone() is None:
+            db.close()
+            raise CatalogError(f"{path} is not a pixsight catalog", path=str(path))
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as err:
+        raise CatalogError(f"cannot open catalog for search: {err}", path=str(path)) from err
+    return db
+
+
+def _document(db: sqlite3.Connection, sha: str) -> tuple[str, list[str], list[str], bool, bool, str]:
+    """(ocr text, classify labels, detected labels, has_text, has_faces, names) of one image."""
+    text, top, detected, has_faces = "", [], [], False
+    for task, payload in db.execute(
+        "SELECT task, result FROM results WHERE sha256=? ORDER BY created", (sha,)
+    ):  # latest result of a task wins
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            continue
+        if task == "ocr":
+            text = str(data.get("text") or "")
+        elif task == "classify":
+            top = [str(i["label"]) for i in data.get("labels", [])[:TOP_LABELS] if i.get("label")]
+        elif task == "detect":
+            detected = sorted({str(d["label"]) for d in data.get("detections", data.get("objects", []))
+                               if isinstance(d, dict) and d.get("label")})
+        elif task == "faces":
+            has_faces = len(data.get("faces", [])) > 0
+    paths = [r[0] for r in db.execute("SELECT path FROM files WHERE sha256=? AND status='ok'", (sha,))]
+    names = " ".join(p.replace("\\", "/") for p in paths)
+    return text, top, detected, bool(text.strip()), has_faces, names
+
+
+def sync_index(db_path: str | os.PathLike[str]) -> int:
+    """Bring the search index up to date with the catalog; returns how many images were
+    (re-)indexed. Called by :func:`search`; cheap when nothing changed."""
+    db = _connect(db_path)
+    try:
+        return _sync(db)
+    finally:
+        db.close()
+
+
+def _sync(db: sqlite3.Connection) -> int:
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        state = dict(db.execute("SELECT key, value FROM search_state").fetchall())
+        changed: set[str] = set()
+        newest: dict[str, float] = {}
+        for key, changed_sql, max_sql in _SOURCES:
+            # ">=": rows written in the same instant as the last indexed one are re-indexed (idempotent)
+            changed.update(r[0] for r in db.execute(changed_sql, (state.get(key, float("-inf")),)))
+            top = db.execute(max_sql).fetchone()[0]
+            if top is not None:
+                newest[key] = top
+        for sha in changed:
+            text, top, detected, has_text, has_faces, names = _document(db, sha)
+            labels = list(dict.fromkeys([*top, *detected]))
+            db.execute("DELETE FROM search_fts WHERE sha256=?", (sha,))
+            db.execute("DELETE FROM search_labels WHERE sha256=?", (sha,))
+            db.execute("INSERT INTO search_fts (sha256, text, labels, names) VALUES (?, ?, ?, ?)",
+                       (sha, text, " ".join(labels), names))
+            db.executemany("INSERT OR IGNORE INTO search_labels VALUES (?, ?)", [(sha, lab) for lab in labels])
+            db.execute("INSERT OR REPLACE INTO search_docs VALUES (?, ?, ?, ?)",
+                       (sha, json.dumps(labels), int(has_text), int(has_faces)))
+        db.executemany("INSERT OR REPLACE INTO search_state VALUES (?, ?)", list(newest.items()))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    if changed:
+        log.debug("search index: %d images re-indexed", len(changed))
+    return len(changed)
+
+
+def search(
+    db_path: str | os.PathLike[str],
+    text: str | None = None,
+    *,
+    label: str | None = None,
+    has_text: bool | None = None,
+    has_faces: bool | None = None,
+    needs_review: bool | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    since: str | _dt.date | float | None = None,
+    until: str | _dt.date | float | None = None,
+    limit: int = 50,
+) -> list[SearchHit]:
+    """Images of the catalog at ``db_path`` matching ``text`` (OCR text, labels, file names)
+    and every filter given; best bm25 first, or newest analysis first without ``text``.
+
+    ``label`` matches a top classify label or a detected label (case-insensitive);
+    ``folder`` is a path prefix (made absolute); ``since``/``until`` bound the analysis date
+    (``YYYY-MM-DD``, inclusive).
+
+    Example:
+        >>> hits = search("pixsight.sqlite", "invoice", label="document", limit=5)  # doctest: +SKIP
+        >>> hits[0].paths, hits[0].snippet                                          # doctest: +SKIP
+        (['/photos/scan_01.png'], '... total of the [invoice] ...')
+    """
+    if limit < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    lo, hi = parse_date(since), parse_date(until, end=True)
+    db = _connect(db_path)
+    try:
+        _sync(db)
+        where, params = _filters(label=label, has_text=has_text, has_faces=has_faces, needs_review=needs_review,
+                                 folder=folder, since=lo, until=hi)
+        query = fts_query(text or "")
+        if query:
+            sql = ("SELECT f.sha256, -bm25(search_fts, 1.0, 2.0, 1.5) AS score, "
+                   "snippet(search_fts, -1, '[', ']', '…', 10) FROM search_fts f "
+                   "JOIN search_docs d ON d.sha256 = f.sha256 LEFT JOIN analyses a ON a.sha256 = f.sha256 "
+                   f"WHERE search_fts MATCH ? {where} ORDER BY bm25(search_fts, 1.0, 2.0, 1.5) LIMIT ?")
+            rows = db.execute(sql, (query, *params, limit)).fetchall()
+        else:
+            sql = ("SELECT d.sha256, 0.0, '' FROM search_docs d LEFT JOIN analyses a ON a.sha256 = d.sha256 "
+                   f"WHERE 1 {where} ORDER BY a.updated DESC, d.sha256 LIMIT ?")
+            rows = db.execute(sql, (*params, limit)).fetchall()
+        return [_hit(db, sha, score, snip) for sha, score, snip in rows]
+    except sqlite3.DatabaseError as err:
+        raise CatalogError(f"search failed: {err}", path=str(db_path)) from err
+    finally:
+        db.close()
+
+
+def hits_for(db_path: str | os.PathLike[str], scored: Iterable[tuple[str, float]]) -> list[SearchHit]:
+    """:class:`SearchHit` rows for ``(sha256, score)`` pairs from elsewhere (e.g. similar
+    images), in the given order; hashes unknown to the catalog are skipped."""
+    db = _connect(db_path)
+    try:
+        _sync(db)
+        known = {r[0] for r in db.execute("SELECT sha256 FROM search_docs")}
+        return [_hit(db, sha, float(score), "") for sha, score in scored if sha in known]
+    finally:
+        db.close()
+
+
+def _filters(*, label: str | None, has_text: bool | None, has_faces: bool | None, needs_review: bool | None,
+             folder: str | os.PathLike[str] | None, since: float | None, until: float | None
+             ) -> tuple[str, list[Any]]:
+    """SQL ``AND ...`` clauses over ``d`` (search_docs) and ``a`` (analyses), with parameters."""
+    where, params = "", []
+    if label:
+        where += " AND EXISTS (SELECT 1 FROM search_labels l WHERE l.sha256 = d.sha256 AND l.label = ?)"
+        params.append(label.strip())
+    if has_text is not None:
+        where += " AND d.has_text = ?"
+        params.append(int(has_text))
+    if has_faces is not None:
+        where += " AND d.has_faces = ?"
+        params.append(int(has_faces))
+    if needs_review is not None:
+        where += " AND COALESCE(a.needs_review, 0) = ?"
+        params.append(int(needs_review))
+    if folder is not None:
+        prefix = printable_path(os.path.abspath(os.fspath(folder))).rstrip(os.sep) + os.sep
+        where += (" AND EXISTS (SELECT 1 FROM files p WHERE p.sha256 = d.sha256 AND p.status = 'ok' "
+                  "AND substr(p.path, 1, ?) = ?)")
+        params += [len(prefix), prefix]
+    if since is not None:
+        where += " AND a.updated >= ?"
+        params.append(since)
+    if until is not None:
+        where += " AND a.updated <= ?"
+        params.append(until)
+    return where, params
+
+
+def _hit(db: sqlite3.Connection, sha: str, score: float, snippet: str) -> SearchHit:
+    paths = [r[0] for r in db.execute("SELECT path FROM files WHERE sha256=? AND status='ok' ORDER BY path", (sha,))]
+    row = db.execute("SELECT labels FROM search_docs WHERE sha256=?", (sha,)).fetchone()
+    review = db.execute("SELECT needs_review FROM analyses WHERE sha256=?", (sha,)).fetchone()
+    return SearchHit(sha256=sha, paths=paths, score=round(float(score), 4), snippet=snippet.replace("\n", " "),
+                     labels=json.loads(row[0]) if row else [], needs_review=bool(review[0]) if review else False)
