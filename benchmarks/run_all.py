@@ -14,6 +14,7 @@ RUNS = [
     ["bench_memory.py"],
     ["bench_ocr_cer.py"],
     ["bench_faces_recall.py"],
+    ["bench_vector_search.py", "--queries", "200"],
     ["bench_eval.py"],
     ["bench_transfer.py"],
     ["bench_train_classify.py"],
