@@ -1,27 +1,6 @@
 """Known people: a face gallery in the catalog and recognition against it (see ``gallery``)."""
 
-from .gallery import (
-    DEFAULT_THRESHOLD,
-    EnrolledImage,
-    GalleryError,
-    Person,
-    UnknownPersonError,
-    enroll,
-    find_person,
-    people,
-    recognise,
-    remove,
-)
+from . import gallery
+from .gallery import *  # noqa: F403 - the package re-exports the gallery's public API
 
-__all__ = [
-    "DEFAULT_THRESHOLD",
-    "EnrolledImage",
-    "GalleryError",
-    "Person",
-    "UnknownPersonError",
-    "enroll",
-    "find_person",
-    "people",
-    "recognise",
-    "remove",
-]
+__all__ = list(gallery.__all__)

