@@ -6,27 +6,30 @@ PY := $(VENV)/bin/python
 PIXSIGHT := $(VENV)/bin/pixsight
 STAMP := $(VENV)/.pixsight-installed
 OUT := out
-# Tesseract is an optional second OCR engine from Debian; without it OCR uses RapidOCR only.
-APT_PACKAGES := tesseract-ocr tesseract-ocr-eng
+# Debian packages: tesseract is an optional second OCR engine (without it OCR uses RapidOCR
+# only); chromium runs the web UI's browser tests (Playwright drives /usr/bin/chromium).
 
 .PHONY: setup demo test test-fast bench examples clean system-deps
 
 setup: $(STAMP)
 
 system-deps:
-	@if ! command -v tesseract >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v tesseract >/dev/null 2>&1 || missing="$$missing tesseract-ocr tesseract-ocr-eng"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing $(APT_PACKAGES) (optional OCR engine)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null) \
-	      || echo "warning: could not install tesseract; OCR will use RapidOCR only"; \
-	  else echo "note: tesseract not found (sudo apt-get install $(APT_PACKAGES) adds the second OCR engine)"; fi; \
+	    echo "installing$$missing (Debian packages)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "warning: could not install$$missing (OCR falls back to RapidOCR; browser tests are skipped)"; \
+	  else echo "note: missing$$missing (sudo apt-get install$$missing)"; fi; \
 	fi
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(MAKE) system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[models,data,search,torch,train,dev]'
+	$(PY) -m pip install -q -c requirements/constraints.txt -e '.[models,data,search,torch,train,serve,dev]'
 	$(PY) -m pip install -q --no-deps -c requirements/constraints.txt 'grad-cam==1.5.7'
 	touch $(STAMP)
 
