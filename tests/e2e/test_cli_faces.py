@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
@@ -33,8 +34,19 @@ def test_enroll_who_find_list_remove(tmp_path):
     assert face["distance"] < 0.6 and face["path"] == str(flip)
     assert all(f["name"] is None and f["distance"] >= 0.6 for f in faces if f is not face)
 
-    res = run_cli("analyze", str(tmp_path / "photos"), "--tasks", "faces", "--db", db)
+    res = run_cli("analyze", str(tmp_path / "photos"), "--tasks", "faces", "--db", db, "--jsonl", "-")
     assert res.returncode == 0, res.stderr
+    lines = {line["path"].rsplit("/", 1)[-1]: line for line in jsonl(res.stdout)}
+    named = [f for f in lines["flip.jpg"]["faces"]["faces"] if f["person"] == "eileen"]
+    assert len(named) == 1 and named[0]["person_distance"] < 0.6     # faces are named as they are analysed
+    assert lines["coffee.jpg"]["faces"]["faces"] == []
+    assert "people: eileen (1 image)" in res.stderr                  # --jsonl -: the summary goes to stderr
+    res = run_cli("show", str(flip), "--db", db)
+    assert res.returncode == 0, res.stderr
+    shown = json.loads(res.stdout)["faces"]["faces"]
+    assert [f["person"] for f in shown if f["person"] != "unknown"] == ["eileen"]
+    res = run_cli("search", "--person", "eileen", "--db", db, "--json")
+    assert res.returncode == 0 and [h["paths"][0] for h in jsonl(res.stdout)] == [str(flip)], res.stderr
     res = run_cli("faces", "find", "eileen", "--db", db, "--json")
     assert res.returncode == 0, res.stderr
     hits = jsonl(res.stdout)

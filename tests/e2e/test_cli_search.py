@@ -10,6 +10,7 @@ import pytest
 from pixsight.catalog.store import Catalog
 from tests.e2e.conftest import jsonl, run_cli, save_jpeg
 from tests.unit.catalog.test_search import _analysis
+from tests.unit.catalog.test_search_person import make_catalog
 
 HAS_VECTORS = importlib.util.find_spec("pixsight.catalog.vectors") is not None
 
@@ -54,6 +55,23 @@ def test_user_mistakes_exit_2(db, tmp_path):
                  ["--limit", "0", "--db", str(db)]):
         res = run_cli("search", *args)
         assert res.returncode == 2 and "Traceback" not in res.stderr and "error" in res.stderr, (args, res.stderr)
+
+
+def test_person_and_paging(tmp_path):
+    db = str(make_catalog(tmp_path / "people.sqlite"))
+    res = run_cli("search", "--person", "ann", "--db", db, "--json")
+    assert res.returncode == 0, res.stderr
+    assert [h["paths"][0] for h in jsonl(res.stdout)] == ["/photos/img8.jpg", "/photos/img5.jpg", "/photos/img2.jpg"]
+    res = run_cli("search", "--person", "ann", "--needs-review", "--db", db, "--json")
+    assert [h["paths"][0] for h in jsonl(res.stdout)] == ["/photos/img8.jpg"]
+    res = run_cli("search", "--label", "cat", "--limit", "2", "--offset", "2", "--db", db)
+    assert res.returncode == 0, res.stderr
+    assert "img5.jpg" in res.stdout and "img3.jpg" in res.stdout and "img9.jpg" not in res.stdout
+    assert "hits 3-4 of 5" in res.stderr
+    for args in (["--person", "carl"], ["--offset", "-1"], ["--person", "ann", "--similar", "img1.jpg"]):
+        res = run_cli("search", *args, "--db", db)
+        assert res.returncode == 2 and "Traceback" not in res.stderr and "error" in res.stderr, (args, res.stderr)
+    assert "no person 'carl'" in run_cli("search", "--person", "carl", "--db", db).stderr
 
 
 @pytest.mark.skipif(HAS_VECTORS, reason="pixsight.catalog.vectors is installed")

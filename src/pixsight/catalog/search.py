@@ -8,7 +8,8 @@ the images touched since then, so the analyze write path needs no change.
 Indexed per image: the OCR full text, the top classify labels and the detected labels, and
 the file names and paths (split on ``_``, ``-``, ``.``, ``/`` so ``cat`` finds
 ``my_cat_photo.jpg``). Ranking is FTS5's bm25; user text is always quoted, never parsed as
-FTS5 syntax.
+FTS5 syntax. Without text, :func:`search` lists every image matching the filters, newest
+analysis first; :func:`search_page` adds the total count for paging (the HTTP images list).
 
 >>> import tempfile, os
 >>> from pixsight.catalog.store import Catalog
@@ -31,10 +32,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .store import TIME_INDEXES
+
 from ..core.errors import CatalogError, ConfigError
 from ..core.fileio import printable_path
 
-__all__ = ["SearchHit", "search", "hits_for", "sync_index", "fts_query", "parse_date"]
+__all__ = ["SearchHit", "SearchPage", "search", "search_page", "count_matches", "hits_for", "sync_index",
+           "fts_query", "parse_date"]
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +51,14 @@ CREATE TABLE IF NOT EXISTS search_labels (
     sha256 TEXT NOT NULL, label TEXT NOT NULL COLLATE NOCASE, PRIMARY KEY (sha256, label));
 CREATE INDEX IF NOT EXISTS search_labels_label ON search_labels (label);
 CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value REAL NOT NULL);
-"""
+""" + TIME_INDEXES  # the sync scans below use them; also made here for catalogs only ever searched since
 
-# (state key, SQL giving the sha256s changed since ?, SQL giving the newest stamp)
+# (state key, SQL giving the sha256s changed since ?, SQL giving the newest stamp). Each is a
+# range search on the time index of store.TIME_INDEXES (no DISTINCT, and "+sha256" keeps the
+# planner off the sha256 indexes: the caller collects the hashes in a set).
 _SOURCES = (
-    ("results.created", "SELECT DISTINCT sha256 FROM results WHERE created >= ?", "SELECT MAX(created) FROM results"),
-    ("files.seen", "SELECT DISTINCT sha256 FROM files WHERE seen >= ? AND sha256 IS NOT NULL",
+    ("results.created", "SELECT sha256 FROM results WHERE created >= ?", "SELECT MAX(created) FROM results"),
+    ("files.seen", "SELECT sha256 FROM files WHERE seen >= ? AND +sha256 IS NOT NULL",
      "SELECT MAX(seen) FROM files"),
     ("analyses.updated", "SELECT sha256 FROM analyses WHERE updated >= ?", "SELECT MAX(updated) FROM analyses"),
 )
@@ -195,6 +201,21 @@ def _sync(db: sqlite3.Connection) -> int:
     return len(changed)
 
 
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of :func:`search_page`: the hits, how many images match in all, and the
+    ``offset``/``limit`` that were asked for."""
+
+    items: list[SearchHit]
+    total: int
+    offset: int
+    limit: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": [h.to_dict() for h in self.items], "total": self.total, "offset": self.offset,
+                "limit": self.limit}
+
+
 def search(
     db_path: str | os.PathLike[str],
     text: str | None = None,
@@ -206,40 +227,109 @@ def search(
     folder: str | os.PathLike[str] | None = None,
     since: str | _dt.date | float | None = None,
     until: str | _dt.date | float | None = None,
+    shas: Iterable[str] | None = None,
     limit: int = 50,
+    offset: int = 0,
 ) -> list[SearchHit]:
     """Images of the catalog at ``db_path`` matching ``text`` (OCR text, labels, file names)
-    and every filter given; best bm25 first, or newest analysis first without ``text``.
+    and every filter given; best bm25 first. With no ``text`` (``None``, empty or blank) it
+    lists every analysed image matching the filters, newest analysis first.
 
     ``label`` matches a top classify label or a detected label (case-insensitive);
     ``folder`` is a path prefix (made absolute); ``since``/``until`` bound the analysis date
-    (``YYYY-MM-DD``, inclusive).
+    (``YYYY-MM-DD``, inclusive); ``shas`` keeps only these images (e.g. those
+    :func:`pixsight.faces.gallery.find_person` returns; an empty collection matches nothing).
+    ``offset`` skips that many hits (paging); :func:`count_matches` gives the total.
 
     Example:
         >>> hits = search("pixsight.sqlite", "invoice", label="document", limit=5)  # doctest: +SKIP
         >>> hits[0].paths, hits[0].snippet                                          # doctest: +SKIP
         (['/photos/scan_01.png'], '... total of the [invoice] ...')
     """
-    if limit < 1:
-        raise ConfigError(f"limit must be at least 1, got {limit}")
+    return search_page(db_path, text, label=label, has_text=has_text, has_faces=has_faces,
+                       needs_review=needs_review, folder=folder, since=since, until=until, shas=shas,
+                       limit=limit, offset=offset, with_total=False).items
+
+
+def count_matches(
+    db_path: str | os.PathLike[str],
+    text: str | None = None,
+    *,
+    label: str | None = None,
+    has_text: bool | None = None,
+    has_faces: bool | None = None,
+    needs_review: bool | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    since: str | _dt.date | float | None = None,
+    until: str | _dt.date | float | None = None,
+    shas: Iterable[str] | None = None,
+) -> int:
+    """How many images :func:`search` with the same arguments would find without a limit.
+
+    >>> count_matches("pixsight.sqlite", label="cat")   # doctest: +SKIP
+    12
+    """
+    return search_page(db_path, text, label=label, has_text=has_text, has_faces=has_faces,
+                       needs_review=needs_review, folder=folder, since=since, until=until, shas=shas,
+                       limit=0).total
+
+
+def search_page(
+    db_path: str | os.PathLike[str],
+    text: str | None = None,
+    *,
+    label: str | None = None,
+    has_text: bool | None = None,
+    has_faces: bool | None = None,
+    needs_review: bool | None = None,
+    folder: str | os.PathLike[str] | None = None,
+    since: str | _dt.date | float | None = None,
+    until: str | _dt.date | float | None = None,
+    shas: Iterable[str] | None = None,
+    limit: int = 48,
+    offset: int = 0,
+    with_total: bool = True,
+) -> SearchPage:
+    """:func:`search` plus the total number of matches, in one index sync and connection:
+    what ``GET /v1/images`` answers. ``limit=0`` gives only the total; ``with_total=False``
+    skips counting (``total`` is then -1).
+
+    >>> page = search_page("pixsight.sqlite", label="cat", limit=48, offset=48)   # doctest: +SKIP
+    >>> page.total, len(page.items), page.offset                                   # doctest: +SKIP
+    (130, 48, 48)
+    """
+    if limit < 0 or offset < 0:
+        raise ConfigError(f"limit and offset must not be negative, got limit={limit}, offset={offset}")
+    if limit == 0 and not with_total:
+        raise ConfigError("limit must be at least 1")
     lo, hi = parse_date(since), parse_date(until, end=True)
+    wanted = None if shas is None else sorted(set(shas))
     db = _connect(db_path)
     try:
         _sync(db)
+        if wanted is not None and not wanted:
+            return SearchPage([], 0 if with_total else -1, offset, limit)
         where, params = _filters(label=label, has_text=has_text, has_faces=has_faces, needs_review=needs_review,
-                                 folder=folder, since=lo, until=hi)
+                                 folder=folder, since=lo, until=hi, shas=wanted)
         query = fts_query(text or "")
         if query:
-            sql = ("SELECT f.sha256, -bm25(search_fts, 1.0, 2.0, 1.5) AS score, "
-                   "snippet(search_fts, -1, '[', ']', '…', 10) FROM search_fts f "
-                   "JOIN search_docs d ON d.sha256 = f.sha256 LEFT JOIN analyses a ON a.sha256 = f.sha256 "
-                   f"WHERE search_fts MATCH ? {where} ORDER BY bm25(search_fts, 1.0, 2.0, 1.5) LIMIT ?")
-            rows = db.execute(sql, (query, *params, limit)).fetchall()
-        else:
-            sql = ("SELECT d.sha256, 0.0, '' FROM search_docs d LEFT JOIN analyses a ON a.sha256 = d.sha256 "
-                   f"WHERE 1 {where} ORDER BY a.updated DESC, d.sha256 LIMIT ?")
-            rows = db.execute(sql, (*params, limit)).fetchall()
-        return [_hit(db, sha, score, snip) for sha, score, snip in rows]
+            base = ("FROM search_fts f JOIN search_docs d ON d.sha256 = f.sha256 "
+                    f"LEFT JOIN analyses a ON a.sha256 = f.sha256 WHERE search_fts MATCH ? {where}")
+            params = [query, *params]
+            select = ("SELECT f.sha256, -bm25(search_fts, 1.0, 2.0, 1.5) AS score, "
+                      "snippet(search_fts, -1, '[', ']', '…', 10) ")
+            order = "ORDER BY bm25(search_fts, 1.0, 2.0, 1.5)"
+        else:  # a listing: analysed images only (not hashes known from unreadable files alone)
+            base = f"FROM analyses a JOIN search_docs d ON d.sha256 = a.sha256 WHERE 1 {where}"
+            select = "SELECT d.sha256, 0.0, '' "
+            order = "ORDER BY a.updated DESC, d.sha256"
+        rows = []
+        if limit:
+            rows = db.execute(f"{select}{base} {order} LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
+        total = -1
+        if with_total:
+            total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
+        return SearchPage([_hit(db, sha, score, snip) for sha, score, snip in rows], total, offset, limit)
     except sqlite3.DatabaseError as err:
         raise CatalogError(f"search failed: {err}", path=str(db_path)) from err
     finally:
@@ -259,8 +349,8 @@ def hits_for(db_path: str | os.PathLike[str], scored: Iterable[tuple[str, float]
 
 
 def _filters(*, label: str | None, has_text: bool | None, has_faces: bool | None, needs_review: bool | None,
-             folder: str | os.PathLike[str] | None, since: float | None, until: float | None
-             ) -> tuple[str, list[Any]]:
+             folder: str | os.PathLike[str] | None, since: float | None, until: float | None,
+             shas: list[str] | None = None) -> tuple[str, list[Any]]:
     """SQL ``AND ...`` clauses over ``d`` (search_docs) and ``a`` (analyses), with parameters."""
     where, params = "", []
     if label:
@@ -286,6 +376,9 @@ def _filters(*, label: str | None, has_text: bool | None, has_faces: bool | None
     if until is not None:
         where += " AND a.updated <= ?"
         params.append(until)
+    if shas is not None:  # one JSON parameter: no limit on how many
+        where += " AND d.sha256 IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(shas))
     return where, params
 
 

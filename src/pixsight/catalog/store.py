@@ -32,7 +32,7 @@ from ..core.errors import CatalogError
 from ..core.fileio import printable_path
 from ..core.types import RESULT_TYPES, Analysis, Embedding, Faces
 
-__all__ = ["Catalog", "SCHEMA_VERSION", "default_db_path"]
+__all__ = ["Catalog", "SCHEMA_VERSION", "TIME_INDEXES", "default_db_path"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,14 @@ CREATE TABLE IF NOT EXISTS face_embeddings (
 );
 """
 
+#: Indexes on the time columns the search index sync scans ("changed since") and the image
+#: list sorts by (newest first). Additive: older catalogs get them when next opened.
+TIME_INDEXES = """
+CREATE INDEX IF NOT EXISTS results_created ON results (created);
+CREATE INDEX IF NOT EXISTS analyses_updated ON analyses (updated);
+CREATE INDEX IF NOT EXISTS files_seen ON files (seen);
+"""
+
 
 def default_db_path() -> Path:
     """``./pixsight.sqlite`` in the current folder (what ``--db`` defaults to)."""
@@ -123,7 +131,7 @@ class Catalog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + TIME_INDEXES)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))

@@ -120,7 +120,22 @@ def run_analyze(args: argparse.Namespace) -> int:
         if annotate_dir is not None:
             from ..viz.annotate import save_annotated
 
+        from ..faces.gallery import name_faces, names_in
+
+        seen_people: dict[str, int] = {}
+        naming_failed: list[str] = []
+
         def on_result(analysis: Analysis, image: LoadedImage | None) -> None:
+            if "faces" in analysis.results and not naming_failed:
+                try:  # faces get `person` / `person_distance` when the catalog has a gallery
+                    analysis = name_faces(db_path, analysis)
+                except PixsightError as err:  # say it once; the analyses themselves are fine
+                    naming_failed.append(str(err))
+                    from rich.markup import escape
+
+                    err_console.print(f"[yellow]faces not named[/]: {escape(str(err))}", highlight=False)
+                for person in names_in(analysis):
+                    seen_people[person] = seen_people.get(person, 0) + 1
             if jsonl is not None:
                 jsonl.write(json.dumps(analysis.to_dict(with_vectors=config.with_vectors), ensure_ascii=False) + "\n")
                 jsonl.flush()
@@ -160,4 +175,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     from .progress import print_summary
 
     print_summary(out_console, summary, outputs)
+    if seen_people:
+        out_console.print("people: " + ", ".join(f"{name} ({n} image{'s' if n != 1 else ''})"
+                                                 for name, n in sorted(seen_people.items())),
+                          markup=False, highlight=False)
     return 1 if summary.failed else 0

@@ -57,6 +57,12 @@ def run_show(args: argparse.Namespace) -> int:
         analysis = catalog.load_analysis(shas[0], path=printable_path(args.key) if Path(args.key).exists() else None,
                                          with_vectors=args.with_vectors)
         assert analysis is not None
+        try:  # faces get `person` / `person_distance` when the catalog has a gallery
+            from ..faces.gallery import name_faces
+
+            analysis = name_faces(catalog.path, analysis)
+        except PixsightError as err:
+            print(f"pixsight: warning: faces not named: {err}", file=sys.stderr)
         print(json.dumps(analysis.to_dict(with_vectors=args.with_vectors), indent=2, ensure_ascii=False))
     return 0
 

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.register(sub)
     catalog_cmds.register(sub)
     data.register(sub)
-    for name in ("models", "train", "evaluate", "explain", "monitor", "search", "faces"):  # register(sub)
+    for name in ("models", "train", "evaluate", "explain", "monitor", "search", "faces", "review", "serve", "keys"):  # register(sub)
         try:
             module = importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as err:

@@ -1,4 +1,4 @@
-"""``pixsight search [TEXT] [filters] [--similar IMAGE|SHA256] [--json]``."""
+"""``pixsight search [TEXT] [filters] [--person NAME] [--similar IMAGE|SHA256] [--offset N] [--json]``."""
 
 from __future__ import annotations
 
@@ -27,33 +27,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folder", metavar="DIR", help="only files under this folder")
     p.add_argument("--since", metavar="YYYY-MM-DD", help="analysed on or after this date")
     p.add_argument("--until", metavar="YYYY-MM-DD", help="analysed on or before this date")
+    p.add_argument("--person", metavar="NAME", help="only images where a face is recognised as this enrolled "
+                   "person (see `pixsight faces list`)")
     p.add_argument("--similar", metavar="IMAGE|SHA256", help="images visually similar to this one")
     p.add_argument("--k", type=int, default=10, help="neighbours for --similar (default 10)")
     p.add_argument("--limit", type=int, default=50, help="most hits to print (default 50)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many hits first (paging; default 0)")
     p.add_argument("--json", action="store_true", help="JSON Lines: one hit per line")
     p.add_argument("--db", help="catalog file (default: $PIXSIGHT_DB or $PIXSIGHT_HOME/catalog.sqlite)")
     p.set_defaults(func=run_search)
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from ..catalog.search import search
+    from ..catalog.search import search_page
 
     db = Path(args.db) if args.db else default_db()
     if args.limit < 1 or args.k < 1:
         return usage_error("--limit and --k must be at least 1")
+    if args.offset < 0:
+        return usage_error("--offset must not be negative")
     if not db.is_file():
         return usage_error(f"no catalog at {db}; run `pixsight analyze` first or pass --db")
     text = " ".join(args.text).strip() or None
+    total = None
     try:
         if args.similar:
-            if text or any(v is not None for v in (args.label, args.has_text, args.has_faces, args.needs_review,
-                                                   args.folder, args.since, args.until)):
-                return usage_error("--similar cannot be combined with TEXT or filters")
+            if text or args.offset or any(v is not None for v in (
+                    args.label, args.has_text, args.has_faces, args.needs_review, args.folder, args.since,
+                    args.until, args.person)):
+                return usage_error("--similar cannot be combined with TEXT, filters or --offset")
             hits = _similar(db, args.similar, k=args.k)
         else:
-            hits = search(db, text, label=args.label, has_text=args.has_text, has_faces=args.has_faces,
-                          needs_review=args.needs_review, folder=args.folder, since=args.since,
-                          until=args.until, limit=args.limit)
+            shas = _person_shas(db, args.person) if args.person is not None else None
+            page = search_page(db, text, label=args.label, has_text=args.has_text, has_faces=args.has_faces,
+                               needs_review=args.needs_review, folder=args.folder, since=args.since,
+                               until=args.until, shas=shas, limit=args.limit, offset=args.offset)
+            hits, total = page.items, page.total
     except PixsightError as err:
         return usage_error(str(err))
     hits = hits[: args.limit]
@@ -62,7 +71,19 @@ def run_search(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(hit.to_dict(), ensure_ascii=False) + "\n")
         return 0
     _table(hits)
+    if total is not None and hits and (args.offset or total > len(hits)):
+        first = args.offset + 1
+        print(f"hits {first}-{args.offset + len(hits)} of {total}; --offset {args.offset + len(hits)} for more"
+              if args.offset + len(hits) < total else f"hits {first}-{args.offset + len(hits)} of {total}",
+              file=sys.stderr)
     return 0
+
+
+def _person_shas(db: Path, name: str) -> list[str]:
+    """sha256s of the catalogued images where a face is recognised as ``name``."""
+    from ..faces.gallery import find_person
+
+    return [sha for sha, _paths, _dist in find_person(db, name.strip())]
 
 
 def _similar(db: Path, key: str, *, k: int):

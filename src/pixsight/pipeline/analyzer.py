@@ -161,14 +161,31 @@ class Analyzer:
     def analyze_bytes(self, data: bytes, *, name: str = "<upload>") -> Analysis:
         """Analyse one in-memory image (what the HTTP API calls)."""
         name = printable(name)
-        item = _Item(path=name, abspath=name, display=name, size=len(data))
         t0 = time.perf_counter()
         try:
-            item.image = load_image(data, max_side=self.decode_side, limits=self.config.limits, name=name)
+            image = load_image(data, max_side=self.decode_side, limits=self.config.limits, name=name)
         except Exception as err:  # noqa: BLE001 - a bad image is a result, not a crash
             return _error_analysis(name, err)
-        item.decode_ms = (time.perf_counter() - t0) * 1000
-        return self._run_batch([item])[0]
+        decode_ms = (time.perf_counter() - t0) * 1000
+        return self.analyze_loaded([(image, name, decode_ms)])[0]
+
+    def analyze_loaded(self, items: Sequence[tuple[LoadedImage, str, float]]) -> list[Analysis]:
+        """Analyse already-decoded images as one batch (what the server's batcher calls).
+
+        ``items`` holds ``(image, name, decode_ms)`` per image; the analyses come back in the
+        same order, through the same batched path as :meth:`run`. Nothing is stored: the
+        caller keeps the results (the server writes them to its catalog).
+
+        >>> img = load_image(open("cat.jpg", "rb").read(), name="cat.jpg")   # doctest: +SKIP
+        >>> [a.sha256 == img.sha256 for a in analyzer.analyze_loaded([(img, "cat.jpg", 3.1)])]  # doctest: +SKIP
+        [True]
+        """
+        batch: list[_Item] = []
+        for image, name, decode_ms in items:
+            shown = printable(name)
+            batch.append(_Item(path=shown, abspath=shown, display=shown, size=image.nbytes,
+                               image=image, decode_ms=float(decode_ms)))
+        return self._run_batch(batch) if batch else []
 
     # -- folders ---------------------------------------------------------------------------
     def run(

@@ -1,0 +1,514 @@
+"""Catalog read API: images (list, detail, file, thumbnail, similar), search, models, people,
+stats. Every route needs a ``viewer`` key; enrolling and removing people need ``admin``.
+
+Routes only parse and format: listing is :func:`pixsight.catalog.search.search_page`, detail
+is ``Catalog.load_analysis`` + :func:`pixsight.faces.gallery.name_faces`, similarity is
+:func:`pixsight.catalog.vectors.similar`, people are :mod:`pixsight.faces.gallery`, models
+are the registry rows of ``pixsight models list --json``.
+
+Image bytes are served only from paths the catalog recorded for that sha256, and only when
+the file still has that content; they are decoded by the safe loader and re-encoded
+(EXIF-oriented, no metadata) before they leave (SECURITY.md item 14).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import logging
+import re
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from ..core.errors import ImageDecodeError, PixsightError
+from ..core.fileio import printable, printable_path
+from ..review.export import catalog_image, encode_clean
+from .auth import ApiError, Principal, require
+
+__all__ = ["router", "SHA256", "check_sha", "ImageCard", "ImagesPage"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+viewer = Depends(require("viewer"))
+admin = Depends(require("admin"))
+
+#: A sha256 path parameter.
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+THUMB_CACHE_ITEMS = 512  # thumbnails kept in memory (a few KiB each)
+IMAGE_CACHE_CONTROL = "private, max-age=86400"  # content-addressed: a sha256 never changes its pixels
+
+
+# -- response models ------------------------------------------------------------------------
+class ImageCard(BaseModel):
+    sha256: str
+    path: str
+    width: int
+    height: int
+    top_label: str | None = None
+    top_score: float | None = None
+    needs_review: bool = False
+    has_text: bool = False
+    has_faces: bool = False
+    people: list[str] = Field(default_factory=list)
+    reviewed: str | None = Field(None, description="latest review decision, if any")
+    updated: float | None = Field(None, description="when the image was last analysed (POSIX time)")
+
+
+class ImagesPage(BaseModel):
+    items: list[ImageCard]
+    total: int
+    offset: int
+    limit: int
+
+
+class ImageDetail(BaseModel):
+    analysis: dict[str, Any]
+    paths: list[str]
+    people: list[str]
+    reviews: list[dict[str, Any]]
+    similar_url: str
+
+
+class SimilarItem(BaseModel):
+    sha256: str
+    path: str
+    score: float
+
+
+class SimilarPage(BaseModel):
+    items: list[SimilarItem]
+    note: str | None = Field(None, description="why there are no items, when that is known")
+
+
+class ModelsPage(BaseModel):
+    models: list[dict[str, Any]]
+
+
+class PersonRow(BaseModel):
+    name: str
+    images: int = Field(description="enrolled images")
+    faces: int = Field(description="catalogued images where this person is recognised")
+
+
+class PeoplePage(BaseModel):
+    people: list[PersonRow]
+
+
+class EnrolledRow(BaseModel):
+    file: str
+    sha256: str | None
+    ok: bool
+    faces: int
+    box: list[float] | None
+    note: str
+
+
+class EnrollResult(BaseModel):
+    name: str
+    enrolled: int
+    results: list[EnrolledRow]
+
+
+class DayCount(BaseModel):
+    day: str
+    images: int
+
+
+class DayLabel(BaseModel):
+    day: str
+    label: str
+    n: int
+
+
+class LabelCount(BaseModel):
+    label: str
+    n: int
+
+
+class Stats(BaseModel):
+    images: int
+    analyses: int
+    needs_review: int
+    reviewed: int
+    per_day: list[DayCount]
+    labels_per_day: list[DayLabel]
+    top_labels: list[LabelCount]
+    review: dict[str, int]
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def check_sha(sha256: str) -> str:
+    """``sha256`` if it is 64 lowercase hex characters, else a 404 (never a file lookup)."""
+    if not SHA256.fullmatch(sha256 or ""):
+        raise ApiError(404, "NotFound", "no such image: expected a 64-character lowercase hex sha256")
+    return sha256
+
+
+def _db(request: Request) -> Path:
+    """The catalog path, created with its schema on first use (a fresh server has none yet)."""
+    px = request.app.state.px
+    db = Path(px.settings.db)
+    if not getattr(request.app.state, "catalog_ready", False):
+        from ..catalog.store import Catalog
+
+        Catalog(db).close()
+        request.app.state.catalog_ready = True
+    return db
+
+
+def _read(db: Path) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.DatabaseError as err:
+        raise PixsightError(f"cannot read the catalog: {err}") from err
+
+
+def _known(db: Path, sha: str) -> bool:
+    con = _read(db)
+    try:
+        return con.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha,)).fetchone() is not None
+    finally:
+        con.close()
+
+
+def _not_found(sha: str) -> ApiError:
+    return ApiError(404, "NotFound", f"no image {sha} in the catalog")
+
+
+def _cards(db: Path, hits: list[Any]) -> list[ImageCard]:
+    """Cards for search hits, in order: one query per kind of fact for the whole page."""
+    from ..faces.gallery import people_in
+    from ..review.queue import latest_decisions
+
+    shas = [h.sha256 for h in hits]
+    if not shas:
+        return []
+    marks = ",".join("?" * len(shas))
+    con = _read(db)
+    try:
+        facts = {r[0]: r[1:] for r in con.execute(
+            "SELECT i.sha256, i.width, i.height, a.updated, a.needs_review, d.has_text, d.has_faces FROM images i "
+            "LEFT JOIN analyses a ON a.sha256 = i.sha256 LEFT JOIN search_docs d ON d.sha256 = i.sha256 "
+            f"WHERE i.sha256 IN ({marks})", shas)}
+        top: dict[str, tuple[str, float]] = {}
+        for sha, payload in con.execute(
+                f"SELECT sha256, result FROM results WHERE task = 'classify' AND sha256 IN ({marks}) ORDER BY created",
+                shas):  # the latest classify result wins
+            labels = json.loads(payload).get("labels") or []
+            if labels:
+                top[sha] = (str(labels[0]["label"]), float(labels[0]["score"]))
+    finally:
+        con.close()
+    decisions = latest_decisions(db, shas)
+    people = people_in(db, [s for s in shas if facts.get(s) and facts[s][5]])
+    cards = []
+    for hit in hits:
+        width, height, updated, needs_review, has_text, has_faces = facts.get(hit.sha256, (0, 0, None, 0, 0, 0))
+        label, score = top.get(hit.sha256, (None, None))
+        cards.append(ImageCard(
+            sha256=hit.sha256, path=printable_path(hit.paths[0]) if hit.paths else hit.sha256,
+            width=int(width or 0), height=int(height or 0), top_label=label, top_score=score,
+            needs_review=bool(needs_review), has_text=bool(has_text), has_faces=bool(has_faces),
+            people=people.get(hit.sha256, []), reviewed=decisions.get(hit.sha256), updated=updated))
+    return cards
+
+
+# -- images -----------------------------------------------------------------------------------
+@router.get("/images", response_model=ImagesPage, summary="List or search catalogued images")
+def list_images(
+    request: Request,
+    q: str = Query("", max_length=500, description="words to find in OCR text, labels and file names"),
+    label: str | None = Query(None, max_length=200),
+    person: str | None = Query(None, max_length=200, description="an enrolled person's name"),
+    has_text: bool | None = None,
+    has_faces: bool | None = None,
+    needs_review: bool | None = None,
+    folder: str | None = Query(None, max_length=4096, description="path prefix of the files"),
+    since: str | None = Query(None, max_length=40, description="analysed on or after (YYYY-MM-DD)"),
+    until: str | None = Query(None, max_length=40, description="analysed on or before (YYYY-MM-DD)"),
+    limit: int = Query(48, ge=1, le=200),
+    offset: int = Query(0, ge=0, le=10_000_000),
+    principal: Principal = viewer,
+) -> ImagesPage:
+    """Newest analysis first without ``q``; best match first with it. ``total`` counts every match."""
+    from ..catalog.search import search_page
+
+    db = _db(request)
+    shas = None
+    if person:
+        from ..faces.gallery import UnknownPersonError, find_person
+
+        try:
+            shas = [sha for sha, _, _ in find_person(db, person.strip())]
+        except UnknownPersonError:
+            shas = []
+    page = search_page(db, q or None, label=label or None, has_text=has_text, has_faces=has_faces,
+                       needs_review=needs_review, folder=folder or None, since=since or None,
+                       until=until or None, shas=shas, limit=limit, offset=offset)
+    return ImagesPage(items=_cards(db, page.items), total=page.total, offset=offset, limit=limit)
+
+
+router.add_api_route("/search", list_images, methods=["GET"], response_model=ImagesPage,
+                     summary="Search catalogued images (same as GET /v1/images)")
+
+
+@router.get("/images/{sha256}", response_model=ImageDetail, summary="One image: analysis, paths, people, reviews")
+def get_image(request: Request, sha256: str, principal: Principal = viewer) -> ImageDetail:
+    from ..catalog.store import Catalog
+    from ..faces.gallery import name_faces, names_in
+    from ..review.queue import history
+
+    sha = check_sha(sha256)
+    db = _db(request)
+    with Catalog(db) as cat:
+        analysis = cat.load_analysis(sha, with_vectors=False)
+    if analysis is None:
+        raise _not_found(sha)
+    con = _read(db)
+    try:
+        paths = [r[0] for r in con.execute("SELECT path FROM files WHERE sha256 = ? AND status = 'ok' ORDER BY path",
+                                           (sha,))]
+    finally:
+        con.close()
+    named = name_faces(db, analysis)
+    return ImageDetail(analysis=named.to_dict(), paths=[printable_path(p) for p in paths], people=names_in(named),
+                       reviews=[r.to_dict() for r in history(db, sha)], similar_url=f"/v1/images/{sha}/similar")
+
+
+class _ThumbCache:
+    """A small thread-safe LRU of encoded thumbnails: ``(sha256, size) -> (bytes, mime)``."""
+
+    def __init__(self, items: int) -> None:
+        self.items = items
+        self._data: OrderedDict[tuple[str, int], tuple[bytes, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> tuple[bytes, str] | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, int], value: tuple[bytes, str]) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.items:
+                self._data.popitem(last=False)
+
+
+def _thumbs(request: Request) -> _ThumbCache:
+    cache = getattr(request.app.state, "thumbs", None)
+    if cache is None:
+        cache = request.app.state.thumbs = _ThumbCache(THUMB_CACHE_ITEMS)
+    return cache
+
+
+def _encoded(request: Request, sha: str, *, max_side: int | None) -> tuple[bytes, str]:
+    from ..core.image import load_image
+
+    db = _db(request)
+    if not _known(db, sha):
+        raise _not_found(sha)
+    found = catalog_image(db, sha)
+    if found is None:
+        raise ApiError(404, "NotFound", f"image {sha} is catalogued but its file is gone or has changed")
+    _, data = found
+    try:
+        image = load_image(data, max_side=max_side, name=sha)
+    except ImageDecodeError as err:
+        raise ApiError(404, "NotFound", f"image {sha} cannot be decoded any more: {printable(err.message)}") from None
+    if max_side is None:
+        return encode_clean(image)
+    return encode_clean(image, fmt="JPEG", quality=85, max_side=max_side)
+
+
+def _image_response(request: Request, body: bytes, mime: str, etag: str) -> Response:
+    headers = {"Cache-Control": IMAGE_CACHE_CONTROL, "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=mime, headers=headers)
+
+
+@router.get("/images/{sha256}/file", summary="The image, EXIF-oriented and re-encoded without metadata",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
+def image_file(request: Request, sha256: str, principal: Principal = viewer) -> Response:
+    sha = check_sha(sha256)
+    etag = f'"{sha}-full"'
+    if request.headers.get("if-none-match") == etag and _known(_db(request), sha):
+        return _image_response(request, b"", "", etag)
+    body, mime = _encoded(request, sha, max_side=None)
+    return _image_response(request, body, mime, etag)
+
+
+@router.get("/images/{sha256}/thumb", summary="A JPEG thumbnail (longer side at most `size`)",
+            response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def image_thumb(request: Request, sha256: str, size: int = Query(256, ge=16, le=1024),
+                principal: Principal = viewer) -> Response:
+    sha = check_sha(sha256)
+    etag = f'"{sha}-{size}"'
+    cache = _thumbs(request)
+    hit = cache.get((sha, size))
+    if hit is None:
+        hit = _encoded(request, sha, max_side=size)
+        cache.put((sha, size), hit)
+    return _image_response(request, hit[0], hit[1], etag)
+
+
+@router.get("/images/{sha256}/similar", response_model=SimilarPage, summary="Visually similar images")
+def similar_images(request: Request, sha256: str, k: int = Query(12, ge=1, le=100),
+                   principal: Principal = viewer) -> SimilarPage:
+    from ..catalog.search import hits_for
+    from ..catalog.vectors import VectorIndexError, similar
+
+    sha = check_sha(sha256)
+    db = _db(request)
+    if not _known(db, sha):
+        raise _not_found(sha)
+    try:
+        scored = similar(db, sha, k=k)
+    except VectorIndexError as err:  # no embeddings at all, or none for this image
+        return SimilarPage(items=[], note=printable(err.message))
+    hits = hits_for(db, scored)
+    return SimilarPage(items=[SimilarItem(sha256=h.sha256, path=printable_path(h.paths[0]) if h.paths else h.sha256,
+                                          score=h.score) for h in hits])
+
+
+# -- models -----------------------------------------------------------------------------------
+@router.get("/models", response_model=ModelsPage, summary="Registered models (as `pixsight models list --json`)")
+def list_models(principal: Principal = viewer) -> ModelsPage:
+    from ..models.registry import describe, get_registry
+
+    return ModelsPage(models=[describe(spec) for spec in get_registry().list()])
+
+
+# -- people -----------------------------------------------------------------------------------
+@router.get("/people", response_model=PeoplePage, summary="Enrolled people")
+def list_people(request: Request, principal: Principal = viewer) -> PeoplePage:
+    from ..faces.gallery import find_person, people
+
+    db = _db(request)
+    return PeoplePage(people=[PersonRow(name=p.name, images=p.images, faces=len(find_person(db, p.name)))
+                              for p in people(db)])
+
+
+class _BatcherAnalyzer:
+    """What ``gallery.enroll`` needs (``analyze_bytes``), run through the server's batcher so the
+    one Analyzer is only ever used by its worker thread. Call from a threadpool thread."""
+
+    def __init__(self, px: Any) -> None:
+        self.px = px
+
+    def analyze_bytes(self, data: bytes, *, name: str = "<upload>") -> Any:
+        import anyio.from_thread
+
+        from ..core.image import load_image
+        from ..core.types import Analysis
+
+        analyzer = self.px.analyzer
+        try:
+            image = load_image(data, max_side=analyzer.decode_side, limits=analyzer.config.limits, name=name)
+        except PixsightError as err:
+            return Analysis(path=name, status="error", error=err.to_dict())
+        return anyio.from_thread.run(functools.partial(self.px.batcher.submit, image, name=name, data=data))
+
+
+@router.post("/people/{name}/enroll", response_model=EnrollResult, summary="Enrol faces of a person (admin)")
+def enroll_person(request: Request, name: str, files: list[UploadFile] = File(...),
+                  principal: Principal = admin) -> EnrollResult:
+    from ..core.image import load_image
+    from ..faces.gallery import enroll
+    from .storage import store_upload
+
+    px = request.app.state.px
+    if px.batcher is None or px.analyzer is None or "faces" not in (px.tasks or ()):
+        raise ApiError(409, "Conflict", "this server runs without the faces task; start it with "
+                                        "`pixsight serve --tasks ...,faces` to enrol people")
+    if len(files) > px.settings.max_batch_files:
+        raise ApiError(400, "BadRequest", f"at most {px.settings.max_batch_files} files per request")
+    db = _db(request)
+    rows: list[EnrolledRow] = []
+    stored: list[tuple[str, str]] = []  # (upload file name, stored path)
+    for upload in files:
+        label = printable(upload.filename or "<upload>")
+        data = upload.file.read()
+        try:
+            image = load_image(data, limits=px.analyzer.config.limits, name=label)
+        except PixsightError as err:
+            rows.append(EnrolledRow(file=label, sha256=None, ok=False, faces=0, box=None,
+                                    note=printable(err.message)))
+            continue
+        path = store_upload(px.settings.uploads_dir, data, image.format, sha256=image.sha256)
+        stored.append((label, str(path)))
+    if stored:
+        by_path = dict((p, f) for f, p in stored)
+        for result in enroll(db, name, [p for _, p in stored], analyzer=_BatcherAnalyzer(px)):
+            rows.append(EnrolledRow(file=by_path.get(result.path, result.path), sha256=result.sha256, ok=result.ok,
+                                    faces=result.faces, box=list(result.box) if result.box else None,
+                                    note=result.note))
+    return EnrollResult(name=name.strip(), enrolled=sum(r.ok for r in rows), results=rows)
+
+
+@router.delete("/people/{name}", summary="Forget a person (admin)")
+def delete_person(request: Request, name: str, principal: Principal = admin) -> dict[str, Any]:
+    from ..faces.gallery import UnknownPersonError, remove
+
+    try:
+        n = remove(_db(request), name)
+    except UnknownPersonError as err:
+        raise ApiError(404, "NotFound", printable(err.message)) from None
+    return {"removed": name, "images": n}
+
+
+# -- stats ------------------------------------------------------------------------------------
+def catalog_stats(db: str | Path, *, days: int = 90, top: int = 8) -> dict[str, Any]:
+    """Dashboard numbers: counts, new images per day (UTC, the last ``days`` days with images),
+    the ``top`` most common top-1 labels overall and per day, and the review queue's stats."""
+    from ..review.queue import stats as review_stats
+
+    con = _read(Path(db))
+    try:
+        images = con.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        analyses = con.execute("SELECT COUNT(*) FROM analyses").fetchone()[0]
+        flagged = con.execute("SELECT COUNT(*) FROM analyses WHERE needs_review = 1").fetchone()[0]
+        start = (_dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=days)).timestamp()
+        per_day = [DayCount(day=d, images=n) for d, n in con.execute(
+            "SELECT date(first_seen, 'unixepoch') AS day, COUNT(*) FROM images WHERE first_seen >= ? "
+            "GROUP BY day ORDER BY day", (start,))]
+        # the top-1 label of each image's latest classify result, with the image's first day
+        latest = ("SELECT r.sha256, json_extract(r.result, '$.labels[0].label') AS label, "
+                  "date(i.first_seen, 'unixepoch') AS day, i.first_seen AS seen FROM results r "
+                  "JOIN images i ON i.sha256 = r.sha256 WHERE r.task = 'classify' AND r.created = "
+                  "(SELECT MAX(created) FROM results x WHERE x.sha256 = r.sha256 AND x.task = 'classify')")
+        top_labels = [LabelCount(label=lab, n=n) for lab, n in con.execute(
+            f"SELECT label, COUNT(DISTINCT sha256) AS n FROM ({latest}) WHERE label IS NOT NULL "
+            "GROUP BY label ORDER BY n DESC, label LIMIT ?", (top,))]
+        names = [t.label for t in top_labels]
+        labels_per_day: list[DayLabel] = []
+        if names:
+            labels_per_day = [DayLabel(day=d, label=lab, n=n) for d, lab, n in con.execute(
+                f"SELECT day, label, COUNT(DISTINCT sha256) FROM ({latest}) WHERE seen >= ? AND label IN "
+                f"({','.join('?' * len(names))}) GROUP BY day, label ORDER BY day, label", (start, *names))]
+    except sqlite3.DatabaseError as err:
+        raise PixsightError(f"cannot read catalog stats: {err}", path=str(db)) from err
+    finally:
+        con.close()
+    review = review_stats(db)
+    return Stats(images=images, analyses=analyses, needs_review=flagged, reviewed=review["reviewed"],
+                 per_day=per_day, labels_per_day=labels_per_day, top_labels=top_labels, review=review).model_dump()
+
+
+@router.get("/stats", response_model=Stats, summary="Dashboard numbers")
+def get_stats(request: Request, days: int = Query(90, ge=1, le=3650), principal: Principal = viewer) -> Stats:
+    return Stats(**catalog_stats(_db(request), days=days))

@@ -1,0 +1,161 @@
+"""API keys, stored hashed in the catalog DB (SECURITY.md item 12).
+
+A key reads ``pxs_<8 hex id>_<43 chars base64url secret>``. The table ``api_keys`` keeps
+only the SHA-256 of the secret (a 256-bit random secret needs no slow hash); verification
+compares digests with :func:`hmac.compare_digest`.
+
+>>> import tempfile, os
+>>> store = KeyStore(os.path.join(tempfile.mkdtemp(), "c.sqlite"))
+>>> info, token = store.create("viewer", "laptop")
+>>> store.verify(token).role, store.verify(token + "x")
+('viewer', None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import CatalogError, ConfigError, PixsightError
+
+__all__ = ["ROLES", "KeyInfo", "KeyStore", "KEY_PATTERN"]
+
+ROLES: tuple[str, ...] = ("viewer", "reviewer", "admin")  # lowest to highest
+KEY_PATTERN = re.compile(r"^pxs_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_used REAL,
+    revoked REAL
+);
+"""
+_LAST_USED_EVERY_S = 60.0  # write last_used at most this often per key
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key, without its secret."""
+
+    id: str
+    name: str
+    role: str
+    created: float
+    last_used: float | None = None
+    revoked: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+class KeyStore:
+    """Create, verify, list and revoke API keys in the catalog DB at ``db``.
+
+    Each call opens its own short-lived connection, so one store may be used from any
+    thread (the server's event loop and its threadpool).
+    """
+
+    def __init__(self, db: str | os.PathLike[str]) -> None:
+        self.db = Path(db)
+        self._touched: dict[str, float] = {}
+        try:
+            self.db.parent.mkdir(parents=True, exist_ok=True)
+            with closing(self._connect()) as con:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+        except (sqlite3.DatabaseError, OSError) as err:
+            raise CatalogError(f"cannot open the key table: {err}", path=str(self.db)) from err
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(str(self.db), timeout=30.0, isolation_level=None)
+
+    @staticmethod
+    def _info(row: tuple) -> KeyInfo:
+        return KeyInfo(id=row[0], name=row[1], role=row[2], created=row[3], last_used=row[4], revoked=row[5])
+
+    # -- writes ----------------------------------------------------------------------------
+    def create(self, role: str, name: str = "") -> tuple[KeyInfo, str]:
+        """A new key; returns its info and the plaintext key (shown once, never stored).
+
+        Raises:
+            ConfigError: unknown role.
+        """
+        if role not in ROLES:
+            raise ConfigError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+        name = (name or role).strip()[:200]
+        with closing(self._connect()) as con:
+            for _ in range(10):
+                key_id = secrets.token_hex(4)
+                secret = secrets.token_urlsafe(32)  # 32 bytes -> 43 base64url chars
+                info = KeyInfo(id=key_id, name=name, role=role, created=time.time())
+                try:
+                    con.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+                                (key_id, name, role, _digest(secret), info.created))
+                except sqlite3.IntegrityError:
+                    continue  # id collision (1 in 4 billion): draw again
+                return info, f"pxs_{key_id}_{secret}"
+        raise PixsightError("could not draw a unique key id")  # pragma: no cover
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key; False when no live key has this id."""
+        with closing(self._connect()) as con:
+            cur = con.execute("UPDATE api_keys SET revoked=? WHERE id=? AND revoked IS NULL", (time.time(), key_id))
+            return cur.rowcount > 0
+
+    # -- reads -----------------------------------------------------------------------------
+    def verify(self, token: str) -> KeyInfo | None:
+        """The live key ``token`` names, else None (malformed, unknown, wrong secret, revoked)."""
+        match = KEY_PATTERN.match(token or "")
+        if not match:
+            return None
+        key_id, secret = match.groups()
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT id, name, role, created, last_used, revoked, secret_sha256 "
+                              "FROM api_keys WHERE id=?", (key_id,)).fetchone()
+            if row is None or not hmac.compare_digest(row[6], _digest(secret)) or row[5] is not None:
+                return None
+            now = time.time()
+            if now - self._touched.get(key_id, 0.0) > _LAST_USED_EVERY_S:
+                self._touched[key_id] = now
+                try:
+                    con.execute("UPDATE api_keys SET last_used=? WHERE id=?", (now, key_id))
+                except sqlite3.OperationalError:  # busy writer: last_used is best effort
+                    pass
+        return self._info(row[:6])
+
+    def get(self, key_id: str) -> KeyInfo | None:
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT id, name, role, created, last_used, revoked FROM api_keys WHERE id=?",
+                              (key_id,)).fetchone()
+        return self._info(row) if row else None
+
+    def list(self, *, include_revoked: bool = True) -> list[KeyInfo]:
+        """Every key, oldest first (no secrets)."""
+        sql = "SELECT id, name, role, created, last_used, revoked FROM api_keys"
+        if not include_revoked:
+            sql += " WHERE revoked IS NULL"
+        with closing(self._connect()) as con:
+            return [self._info(r) for r in con.execute(sql + " ORDER BY created, id")]
+
+    def count(self, *, include_revoked: bool = False) -> int:
+        """How many keys (live ones only unless ``include_revoked``)."""
+        sql = "SELECT COUNT(*) FROM api_keys" + ("" if include_revoked else " WHERE revoked IS NULL")
+        with closing(self._connect()) as con:
+            return int(con.execute(sql).fetchone()[0])

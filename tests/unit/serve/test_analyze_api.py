@@ -1,0 +1,199 @@
+"""POST /v1/analyze and /v1/analyze/batch with a real Analyzer (classify, embed)."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from skimage import data
+
+from pixsight.core.config import AnalyzeConfig
+from pixsight.core.errors import PixsightError
+from pixsight.pipeline.analyzer import Analyzer
+from tests.unit.serve.kit import auth, make_app
+
+
+def _encode(pixels: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    with Analyzer(AnalyzeConfig(tasks=("classify", "embed"))) as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, bytes]:
+    return {
+        "cat.jpg": _encode(data.chelsea(), "JPEG"),
+        "coffee.png": _encode(data.coffee(), "PNG"),
+        "astronaut.jpg": _encode(data.astronaut()[::2, ::2].copy(), "JPEG"),
+        "camera.png": _encode(data.camera(), "PNG"),
+    }
+
+
+@pytest.fixture()
+def served(tmp_path, analyzer):
+    app, keys = make_app(tmp_path, analyzer=analyzer)
+    with TestClient(app) as client:
+        yield app, client, keys
+
+
+def test_analyze_matches_the_cli_line(served, images, tmp_path, analyzer):
+    app, client, keys = served
+    r = client.post("/v1/analyze", files={"file": ("cat.jpg", images["cat.jpg"], "image/jpeg")},
+                    headers=auth(keys["viewer"]))
+    assert r.status_code == 200, r.text
+    got = r.json()
+    path = tmp_path / "cat.jpg"
+    path.write_bytes(images["cat.jpg"])
+    lines: list[dict] = []
+    analyzer.run([str(path)], on_result=lambda a, _img: lines.append(a.to_dict()))
+    want = lines[0]
+    assert got["path"] == "cat.jpg" and got["status"] == "ok"
+    assert got["sha256"] == want["sha256"]
+    assert set(got) == set(want)
+    assert got["classify"]["labels"] == want["classify"]["labels"]
+    assert got["embed"]["dim"] == want["embed"]["dim"]
+    for key in ("width", "height", "format", "bytes", "needs_review", "review_reasons", "models"):
+        assert got[key] == want[key], key
+    assert r.headers["cache-control"] == "no-store"
+
+
+def test_upload_is_stored_in_the_catalog(served, images):
+    app, client, keys = served
+    r = client.post("/v1/analyze", files={"file": ("coffee.png", images["coffee.png"])}, headers=auth(keys["admin"]))
+    sha = r.json()["sha256"]
+    settings = app.state.px.settings
+    kept = settings.uploads_dir / sha[:2] / f"{sha}.png"
+    assert kept.read_bytes() == images["coffee.png"]
+    with sqlite3.connect(settings.db) as con:
+        files = con.execute("SELECT path, size, status FROM files WHERE sha256=?", (sha,)).fetchall()
+        tasks = {t for (t,) in con.execute("SELECT task FROM results WHERE sha256=?", (sha,))}
+        embedded = con.execute("SELECT COUNT(*) FROM embeddings WHERE sha256=?", (sha,)).fetchone()[0]
+    assert files == [(str(kept.resolve()), len(images["coffee.png"]), "ok")]
+    assert tasks == {"classify", "embed"} and embedded == 1
+
+
+def test_batch_keeps_input_order(served, images):
+    app, client, keys = served
+    names = ["camera.png", "cat.jpg", "astronaut.jpg", "coffee.png"]
+    files = [("file", (n, images[n])) for n in names]
+    r = client.post("/v1/analyze/batch", files=files, headers=auth(keys["viewer"]))
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["path"] for x in results] == names
+    import hashlib
+
+    assert [x["sha256"] for x in results] == [hashlib.sha256(images[n]).hexdigest() for n in names]
+
+
+def test_batch_limits(tmp_path, analyzer, images):
+    app, keys = make_app(tmp_path, analyzer=analyzer, max_batch_files=2)
+    with TestClient(app) as client:
+        files = [("file", (f"{i}.png", images["camera.png"])) for i in range(3)]
+        r = client.post("/v1/analyze/batch", files=files, headers=auth(keys["viewer"]))
+        assert r.status_code == 400 and "files" in r.json()["error"]["message"].lower()
+        r = client.post("/v1/analyze/batch", data={"tasks": "classify"}, headers=auth(keys["viewer"]))
+        assert r.status_code in (415, 422)
+
+
+def test_bad_images_are_error_results(served, analyzer):
+    app, client, keys = served
+    truncated = _encode(data.chelsea(), "JPEG")[:300]
+    for name, payload in (("broken.jpg", truncated), ("empty.png", b""), ("noise.bin", b"\x00\x01not an image")):
+        r = client.post("/v1/analyze", files={"file": (name, payload)}, headers=auth(keys["viewer"]))
+        assert r.status_code == 200, (name, r.text)
+        got = r.json()
+        want = analyzer.analyze_bytes(payload, name=name).to_dict()
+        assert got["status"] == "error" and got == want, name
+
+
+def test_svg_and_unsupported_are_415(served):
+    app, client, keys = served
+    svg = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    r = client.post("/v1/analyze", files={"file": ("x.svg", svg, "image/svg+xml")}, headers=auth(keys["viewer"]))
+    assert r.status_code == 415 and r.json()["error"]["type"] == "UnsupportedFormatError"
+    assert "SVG" in r.json()["error"]["message"]
+    r = client.post("/v1/analyze", content=b"raw", headers={**auth(keys["viewer"]), "content-type": "image/png"})
+    assert r.status_code == 415
+
+
+def test_too_many_pixels_is_413(tmp_path, images):
+    with Analyzer(AnalyzeConfig(tasks=("classify",), limits=__import__("pixsight.core.image", fromlist=["x"])
+                                .ImageLimits(max_pixels=10_000))) as small:
+        app, keys = make_app(tmp_path, analyzer=small)
+        with TestClient(app) as client:
+            r = client.post("/v1/analyze", files={"file": ("cat.jpg", images["cat.jpg"])}, headers=auth(keys["viewer"]))
+            assert r.status_code == 413 and r.json()["error"]["type"] == "ImageTooLargeError"
+
+
+def test_tasks_subset(served, images):
+    app, client, keys = served
+    r = client.post("/v1/analyze", files={"file": ("cat.jpg", images["cat.jpg"])}, data={"tasks": "classify"},
+                    headers=auth(keys["viewer"]))
+    got = r.json()
+    assert "classify" in got and "embed" not in got and set(got["models"]) == {"classify"}
+    r = client.post("/v1/analyze?tasks=ocr", files={"file": ("cat.jpg", images["cat.jpg"])},
+                    headers=auth(keys["viewer"]))
+    assert r.status_code == 400 and "ocr" in r.json()["error"]["message"]
+
+
+def test_input_validation(served, images):
+    app, client, keys = served
+    h = auth(keys["viewer"])
+    assert client.post("/v1/analyze", data={"x": "1"}, headers=h).status_code == 422
+    both = client.post("/v1/analyze", files={"file": ("a.png", images["camera.png"])},
+                       data={"url": "https://example.org/a.png"}, headers=h)
+    assert both.status_code == 422
+    r = client.post("/v1/analyze", data={"url": "http://169.254.169.254/latest/meta-data"}, headers=h)
+    assert r.status_code == 403 and r.json()["error"]["type"] == "FetchNotAllowed"
+    assert client.post("/v1/analyze", files={"file": ("a.png", images["camera.png"])}).status_code == 401
+
+
+def test_no_models_is_503(tmp_path, images):
+    app, keys = make_app(tmp_path)
+    with TestClient(app) as client:
+        r = client.post("/v1/analyze", files={"file": ("a.png", images["camera.png"])}, headers=auth(keys["viewer"]))
+        assert r.status_code == 503 and r.headers["retry-after"] and r.json()["error"]["type"] == "Unavailable"
+
+
+class _StubBatcher:
+    """Stands in for the batcher to force its refusals."""
+
+    def __init__(self, error: PixsightError) -> None:
+        self.error = error
+        self.depth = 0
+
+    async def submit(self, *args, **kwargs):
+        raise self.error
+
+
+def test_queue_full_is_429_overloaded_and_draining_is_503(served, images):
+    from pixsight.serve.batcher import DrainingError, QueueFullError
+
+    app, client, keys = served
+    px = app.state.px
+    real = px.batcher
+    try:
+        px.batcher = _StubBatcher(QueueFullError("queue full"))
+        r = client.post("/v1/analyze", files={"file": ("a.png", images["camera.png"])}, headers=auth(keys["viewer"]))
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["type"] == "Overloaded"
+        px.batcher = _StubBatcher(DrainingError("draining"))
+        r = client.post("/v1/analyze", files={"file": ("a.png", images["camera.png"])}, headers=auth(keys["viewer"]))
+        assert r.status_code == 503 and r.headers["retry-after"]
+        px.batcher = real
+        px.draining = True
+        r = client.post("/v1/analyze", files={"file": ("a.png", images["camera.png"])}, headers=auth(keys["viewer"]))
+        assert r.status_code == 503 and "shutting down" in r.json()["error"]["message"]
+    finally:
+        px.batcher, px.draining = real, False
