@@ -20,6 +20,8 @@ RUNS = [
     ["bench_train_classify.py"],
     ["bench_train_detect.py"],
     ["bench_train_segment.py"],
+    ["bench_serve_batching.py"],
+    ["bench_serve_overload.py"],
 ]
 
 

@@ -10,6 +10,8 @@ fails when a JavaScript dialog opens (an XSS fired), when the page logs a consol
 
 from __future__ import annotations
 
+import hashlib
+import json
 import socket
 import sqlite3
 import threading
@@ -30,7 +32,8 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from pixsight.catalog.store import Catalog  # noqa: E402
 from pixsight.core.config import AnalyzeConfig  # noqa: E402
-from pixsight.core.types import Faces, TextLines  # noqa: E402
+from pixsight.core.types import Analysis, Classification, Faces, TextLines  # noqa: E402
+from pixsight.serve.ui import PAGE_SIZE  # noqa: E402
 from pixsight.pipeline.analyzer import analyze  # noqa: E402
 from tests.unit.serve.kit import make_app  # noqa: E402
 
@@ -39,6 +42,7 @@ pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
 XSS_NAME = "<img src=x onerror=alert(1)>.png"
 XSS_TEXT = "<script>alert(1)</script>"
+TINY = PAGE_SIZE + 5  # plain images beside the six analysed ones
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"]
 
@@ -88,6 +92,15 @@ def _build_catalog(db: Path, folder: Path) -> dict[str, str]:
                                                                        [125, 160], [155, 160]]]))
                 analysis.models.update(ocr="test-ocr@1", faces="test-faces@1")
             cat.save(analysis, path=str(path))
+        for i in range(TINY):  # enough plain images for a second gallery page ("Load more")
+            tiny = folder.parent / "tiny" / f"tiny_{i:03d}.png"
+            tiny.parent.mkdir(exist_ok=True)
+            Image.fromarray(np.full((24, 32, 3), (i * 5 % 256, 90, 160), dtype=np.uint8)).save(tiny)
+            data = tiny.read_bytes()
+            cat.save(Analysis(path=str(tiny), sha256=hashlib.sha256(data).hexdigest(), width=32, height=24,
+                              format="PNG", bytes=len(data), models={"classify": "test@1"},
+                              results={"classify": Classification(class_ids=[1], scores=[0.99], labels=["swatch"])}),
+                     path=str(tiny))
     return shas
 
 
@@ -102,7 +115,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("ui")
     db = tmp / "catalog.sqlite"
     shas = _build_catalog(db, tmp / "photos")
-    app, keys = make_app(tmp, db=db)
+    # one gallery page is 48 thumbnail requests at once: the default burst (60 per key) is too
+    # small for a browser session (reported to the lead); these tests are about the UI
+    app, keys = make_app(tmp, db=db, rate_limit_burst=10_000, rate_limit_per_min=60_000)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="uvicorn-ui-test", daemon=True)
@@ -113,7 +128,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             pytest.fail("the test server did not start")
         time.sleep(0.05)
     try:
-        yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "db": db, "shas": shas}
+        yield {"url": f"http://127.0.0.1:{port}", "keys": keys, "db": db, "shas": shas, "photos": tmp / "photos"}
     finally:
         server.should_exit = True
         thread.join(timeout=15)
@@ -140,6 +155,9 @@ class Watch:
 @pytest.fixture()
 def page(browser: Any, site: dict[str, Any]) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1366, "height": 768}, base_url=site["url"])
+    # CSP violations also reach the console as errors, with what was blocked
+    context.add_init_script("document.addEventListener('securitypolicyviolation', e => console.error("
+                            "'CSP violation: ' + e.violatedDirective + ' blocked ' + e.blockedURI));")
     pg = context.new_page()
     watch = Watch()
 
@@ -195,7 +213,7 @@ def test_login_flow(page: Any, site: dict[str, Any]) -> None:
 
 
 def test_gallery_thumbnails_and_filters(page: Any, site: dict[str, Any]) -> None:
-    login(page, site["keys"]["viewer"])
+    login(page, site["keys"]["viewer"], next_path=f"/?folder={site['photos']}")
     cards = page.locator("#grid .card")
     assert cards.count() == 6
     page.wait_for_function("() => [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)")
@@ -206,11 +224,28 @@ def test_gallery_thumbnails_and_filters(page: Any, site: dict[str, Any]) -> None
     assert cards.count() == 1
     assert "chelsea.jpg" in cards.first.inner_text()
     page.goto("/")
+    assert cards.count() == PAGE_SIZE
     page.select_option("select[name=needs_review]", "true")
     page.click("#search")
     page.wait_for_load_state("networkidle")
     assert cards.count() == 4
     assert all(cards.nth(i).locator(".badge.review").count() == 1 for i in range(4))
+
+
+def test_gallery_load_more(page: Any, site: dict[str, Any]) -> None:
+    login(page, site["keys"]["viewer"], next_path="/?label=swatch")
+    cards = page.locator("#grid .card")
+    assert cards.count() == PAGE_SIZE
+    assert page.locator("#summary").inner_text() == f"Showing {PAGE_SIZE} of {TINY} images"
+    page.click("#load-more")  # JavaScript appends the next page in place
+    page.wait_for_function(f"() => document.querySelectorAll('#grid .card').length === {TINY}")
+    assert page.locator("#load-more").is_hidden()
+    assert page.locator("#shown").inner_text() == str(TINY)
+    assert "offset" not in page.url  # same page, no navigation
+    assert len(set(cards.evaluate_all("cs => cs.map(c => c.dataset.sha)"))) == TINY
+    page.locator("#grid .card").last.scroll_into_view_if_needed()
+    page.wait_for_function("() => { const i = [...document.querySelectorAll('#grid img')].pop(); "
+                           "return i.complete && i.naturalWidth > 0; }")
 
 
 def test_image_page_overlay_toggles(page: Any, site: dict[str, Any]) -> None:
@@ -221,7 +256,6 @@ def test_image_page_overlay_toggles(page: Any, site: dict[str, Any]) -> None:
     assert overlay.locator("g[data-layer=ocr] polygon").count() == 1
     assert overlay.locator("g[data-layer=boxes] rect").count() == 1
     assert overlay.locator("g[data-layer=landmarks] circle").count() == 5
-    shot(page, "image")
     for layer in ("ocr", "boxes", "landmarks", "labels"):
         group = overlay.locator(f"g[data-layer={layer}]")
         assert group.evaluate("g => getComputedStyle(g).display") != "none"
@@ -233,11 +267,12 @@ def test_image_page_overlay_toggles(page: Any, site: dict[str, Any]) -> None:
     page.wait_for_selector("#similar a.similar-item, #similar .unavailable")
     assert page.locator("#similar .unavailable").count() == 0
     assert page.locator("#similar a.similar-item").count() >= 1
+    shot(page, "image")
 
 
 def test_xss_strings_show_as_text(page: Any, site: dict[str, Any]) -> None:
     sha = site["shas"][XSS_NAME]
-    login(page, site["keys"]["viewer"])
+    login(page, site["keys"]["viewer"], next_path=f"/?folder={site['photos']}")
     card = page.locator(f"#grid .card[data-sha='{sha}']")
     assert card.locator(".path").inner_text() == XSS_NAME
     page.goto(f"/images/{sha}")
@@ -268,6 +303,13 @@ def test_review_flow_with_keyboard(page: Any, site: dict[str, Any]) -> None:
                                "const empty = !document.getElementById('review-empty').classList.contains('hidden'); "
                                "return empty || (s && s.textContent && s.textContent !== prev); }", arg=previous)
 
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible()
+    page.keyboard.press("?")
+    assert page.locator("#help").is_hidden()
+    skipped = current()
+    page.keyboard.press("s")  # skipped images come back once the rest is done
+    wait_next(skipped)
     seen.append(current())
     page.keyboard.press("a")
     wait_next(seen[-1])
@@ -295,7 +337,7 @@ def test_review_flow_with_keyboard(page: Any, site: dict[str, Any]) -> None:
     page.keyboard.press("Enter")
     page.wait_for_selector("#review-empty:not(.hidden)")
     shot(page, "review-empty")
-    assert len(set(seen)) == 4
+    assert len(set(seen)) == 4 and seen[-1] == skipped
 
     con = sqlite3.connect(site["db"])
     try:
@@ -304,10 +346,18 @@ def test_review_flow_with_keyboard(page: Any, site: dict[str, Any]) -> None:
         con.close()
     assert [r[1] for r in rows] == ["accept", "reject", "relabel", "fix"]
     assert [r[0] for r in rows] == seen
-    assert all(r[4] and "reviewer" in r[4] for r in rows), rows  # the key's name or id is recorded
+    assert all(r[4].startswith("test-reviewer") for r in rows), rows  # who decided: the key's name
     assert all(started - 1 <= r[5] <= time.time() + 1 for r in rows)
     assert "tabby" in rows[2][2] and "tiger cat" in rows[2][2]
-    assert '"thing"' in rows[3][3]
+    fixed = json.loads(rows[3][3])
+    assert [b["label"] for b in fixed] == ["thing"]
+    con = sqlite3.connect(site["db"])
+    try:
+        width, height = con.execute("SELECT width, height FROM images WHERE sha256 = ?", (skipped,)).fetchone()
+    finally:
+        con.close()
+    expected = [0.2 * width, 0.2 * height, 0.6 * width, 0.7 * height]  # where the mouse went, in image pixels
+    assert fixed[0]["box"] == pytest.approx(expected, abs=0.02 * max(width, height))
 
 
 def test_viewer_sees_read_only_review(page: Any, site: dict[str, Any]) -> None:
@@ -322,7 +372,7 @@ def test_dashboard_renders_charts(page: Any, site: dict[str, Any]) -> None:
     page.wait_for_selector("#labels-svg rect")
     page.wait_for_selector("#drift-status, #drift .unavailable")
     page.wait_for_function("() => document.getElementById('v-latency').textContent !== '–'")
-    assert page.locator("#v-images").inner_text() == "6"
+    assert page.locator("#v-images").inner_text() == str(6 + TINY)
     assert page.locator(".unavailable").count() == 0, page.locator(".unavailable").all_inner_texts()
     shot(page, "dashboard")
 
@@ -333,3 +383,15 @@ def test_models_page_lists_efficientnet(page: Any, site: dict[str, Any]) -> None
     assert card.is_visible()
     assert "classify" in card.inner_text() and "Apache-2.0" in card.inner_text()
     shot(page, "models")
+
+
+def test_csp_blocks_injected_inline_script(page: Any, site: dict[str, Any]) -> None:
+    """The page's CSP is live in the browser, and the watch catches violations."""
+    login(page, site["keys"]["viewer"], next_path="/models")
+    page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1'; "
+                  "document.body.appendChild(s); }")
+    page.wait_for_function("() => true")
+    page.wait_for_timeout(100)
+    assert page.evaluate("() => window.injected") is None
+    assert any("CSP violation: script-src" in e for e in page.watch.errors), page.watch.errors
+    page.watch.errors.clear()

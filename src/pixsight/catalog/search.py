@@ -1,8 +1,9 @@
 """Full-text search over the catalog (SQLite FTS5 in the same file), kept in sync lazily.
 
 The index lives in three tables next to the catalog's own (``search_fts``, ``search_docs``,
-``search_labels``) plus ``search_state``, which remembers the newest ``results.created``,
-``files.seen`` and ``analyses.updated`` already indexed. Every :func:`search` first re-indexes
+``search_labels``) plus ``search_rows`` (sha256 -> FTS row) and ``search_state``, which
+remembers the newest ``results.created``, ``files.seen`` and ``analyses.updated`` already
+indexed. Every :func:`search` first re-indexes
 the images touched since then, so the analyze write path needs no change.
 
 Indexed per image: the OCR full text, the top classify labels and the detected labels, and
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS search_labels (
     sha256 TEXT NOT NULL, label TEXT NOT NULL COLLATE NOCASE, PRIMARY KEY (sha256, label));
 CREATE INDEX IF NOT EXISTS search_labels_label ON search_labels (label);
 CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS search_rows (sha256 TEXT PRIMARY KEY, fts_rowid INTEGER NOT NULL) WITHOUT ROWID;
 """ + TIME_INDEXES  # the sync scans below use them; also made here for catalogs only ever searched since
 
 # (state key, SQL giving the sha256s changed since ?, SQL giving the newest stamp). Each is a
@@ -64,6 +66,12 @@ _SOURCES = (
 )
 
 TOP_LABELS = 3  # classify labels indexed per image (best first)
+
+# Version of the index tables' layout, kept in search_state; an index of another layout is
+# rebuilt once. 2: search_rows maps sha256 -> search_fts rowid, so re-indexing an image
+# deletes its FTS row by rowid (FTS5 cannot index its UNINDEXED sha256 column: a delete by
+# sha256 scans the whole table, which made the first sync quadratic).
+_LAYOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -172,8 +180,12 @@ def _sync(db: sqlite3.Connection) -> int:
     try:
         db.execute("BEGIN IMMEDIATE")
         state = dict(db.execute("SELECT key, value FROM search_state").fetchall())
+        if state.get("layout") != _LAYOUT:
+            for table in ("search_fts", "search_docs", "search_labels", "search_state", "search_rows"):
+                db.execute(f"DELETE FROM {table}")
+            state = {}
         changed: set[str] = set()
-        newest: dict[str, float] = {}
+        newest: dict[str, float] = {"layout": _LAYOUT}
         for key, changed_sql, max_sql in _SOURCES:
             # ">=": rows written in the same instant as the last indexed one are re-indexed (idempotent)
             changed.update(r[0] for r in db.execute(changed_sql, (state.get(key, float("-inf")),)))
@@ -183,10 +195,14 @@ def _sync(db: sqlite3.Connection) -> int:
         for sha in changed:
             text, top, detected, has_text, has_faces, names = _document(db, sha)
             labels = list(dict.fromkeys([*top, *detected]))
-            db.execute("DELETE FROM search_fts WHERE sha256=?", (sha,))
+            row = db.execute("SELECT fts_rowid FROM search_rows WHERE sha256=?", (sha,)).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM search_fts WHERE rowid=?", (row[0],))
             db.execute("DELETE FROM search_labels WHERE sha256=?", (sha,))
-            db.execute("INSERT INTO search_fts (sha256, text, labels, names) VALUES (?, ?, ?, ?)",
-                       (sha, text, " ".join(labels), names))
+            cur = db.execute("INSERT INTO search_fts (rowid, sha256, text, labels, names) VALUES (?, ?, ?, ?, ?)",
+                             (None if row is None else row[0], sha, text, " ".join(labels), names))
+            if row is None:
+                db.execute("INSERT INTO search_rows VALUES (?, ?)", (sha, cur.lastrowid))
             db.executemany("INSERT OR IGNORE INTO search_labels VALUES (?, ?)", [(sha, lab) for lab in labels])
             db.execute("INSERT OR REPLACE INTO search_docs VALUES (?, ?, ?, ?)",
                        (sha, json.dumps(labels), int(has_text), int(has_faces)))

@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
-        from ..serve.runner import run_server
+        from ..serve.runner import ServerStartError, run_server
         from ..serve.settings import ServeSettings
     except ModuleNotFoundError as err:
         return fail(f"pixsight serve needs the 'serve' extra ({err.name} is missing): pip install 'pixsight[serve]'",
@@ -103,12 +103,12 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"pixsight: created admin key 'local-admin' (shown only this once; keep it):\n  {token}",
               file=sys.stderr, flush=True)
 
-    print(f"pixsight: serving http://{settings.host}:{settings.port} over {settings.db} "
+    print(f"pixsight: starting on http://{settings.host}:{settings.port} over {settings.db} "
           "(Ctrl-C or SIGTERM to stop)", file=sys.stderr, flush=True)
     try:
         run_server(settings, on_new_key=show_key)
-    except ConfigError as err:
+    except ServerStartError as err:
+        return fail(str(err), code=1)
+    except PixsightError as err:  # refused before binding: keys, tasks, models, config
         return usage_error(str(err))
-    except PixsightError as err:
-        return fail(str(err), code=2 if "needs API keys" in str(err) else 1)
     return 0

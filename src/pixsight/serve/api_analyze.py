@@ -104,7 +104,7 @@ def _wanted_tasks(request: Request, form: FormData, px: Any) -> tuple[str, ...] 
 def _answer(analysis: Analysis, tasks: tuple[str, ...] | None) -> dict[str, Any]:
     data = analysis.to_dict()
     if tasks is not None:
-        dropped = [t for t in px_tasks_of(data) if t not in tasks]
+        dropped = [t for t in _tasks_of(data) if t not in tasks]
         for task in dropped:
             data.pop(task, None)
             data.get("models", {}).pop(task, None)
@@ -115,7 +115,7 @@ def _answer(analysis: Analysis, tasks: tuple[str, ...] | None) -> dict[str, Any]
     return data
 
 
-def px_tasks_of(data: dict[str, Any]) -> list[str]:
+def _tasks_of(data: dict[str, Any]) -> list[str]:
     """The task names present in an analysis dict (its models and task errors)."""
     return list(dict.fromkeys([*data.get("models", {}), *data.get("task_errors", {})]))
 

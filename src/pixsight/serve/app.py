@@ -202,6 +202,7 @@ def _lifespan(analyzer: Any):  # noqa: ANN202 - FastAPI lifespan factory
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         px: AppState = app.state.px
+        px.draining, px.drain_deadline = False, None  # a fresh start (tests may run the lifespan again)
         owned: list[Any] = []
         loader: asyncio.Task | None = None
         try:

@@ -232,9 +232,18 @@ async def _authenticate(request: Request) -> tuple[Principal | None, str]:
     return principal, ""
 
 
-def _rate_limit(request: Request, bucket: str) -> None:
+#: What a browser session's GET costs: one page fans out into dozens of thumbnails and JSON
+#: reads, so it is charged a fifth of a request (a UI user is not a scraper).
+SESSION_READ_COST = 0.2
+
+
+def _cost(request: Request, principal: Principal) -> float:
+    return SESSION_READ_COST if principal.via == "session" and request.method in ("GET", "HEAD") else 1.0
+
+
+def _rate_limit(request: Request, bucket: str, cost: float = 1.0) -> None:
     px = _state(request)
-    wait = px.limiter.hit(bucket)
+    wait = px.limiter.hit(bucket, cost)
     if wait > 0:
         metrics = getattr(px, "metrics", None)
         if metrics is not None:
@@ -255,8 +264,8 @@ def require(role: str) -> Callable[[Request], Awaitable[Principal]]:
             _rate_limit(request, f"anon:{client}")  # bounds key guessing per client address
             raise _unauthorized(reason)
         if not getattr(request.state, "rate_limited", False):
-            request.state.rate_limited = True  # one token per request, however many dependencies
-            _rate_limit(request, f"key:{principal.key_id}")
+            request.state.rate_limited = True  # one charge per request, however many dependencies
+            _rate_limit(request, f"key:{principal.key_id}", _cost(request, principal))
         if not principal.can(role):
             raise ApiError(403, "Forbidden", f"this needs role {role}; key {principal.key_id!r} has {principal.role}")
         return principal

@@ -28,11 +28,15 @@ from ..core.errors import PixsightError
 from .keys import KeyStore
 from .settings import ServeSettings
 
-__all__ = ["run_server", "ensure_keys", "DrainingServer"]
+__all__ = ["run_server", "ensure_keys", "DrainingServer", "ServerStartError"]
 
 log = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class ServerStartError(PixsightError):
+    """uvicorn could not start (port in use, permission denied ...)."""
 
 
 def ensure_keys(settings: ServeSettings) -> str | None:
@@ -92,15 +96,16 @@ def run_server(settings: ServeSettings, *, on_new_key: Callable[[str], None] | N
     prints it once to stderr).
 
     Raises:
-        PixsightError: unsafe binding without keys; ConfigError: bad tasks/model/config.
+        PixsightError: unsafe binding without keys, bad tasks/model/config (before binding).
+        ServerStartError: uvicorn could not start.
     """
     from .app import create_app
 
+    if settings.load_models:
+        settings.analyze_config()  # refuse bad --tasks/--model/--config before binding
     token = ensure_keys(settings)
     if token is not None and on_new_key is not None:
         on_new_key(token)
-    if settings.load_models:
-        settings.analyze_config()  # refuse bad --tasks/--model/--config before binding
     app = create_app(settings)
     px = app.state.px
 
@@ -119,7 +124,7 @@ def run_server(settings: ServeSettings, *, on_new_key: Callable[[str], None] | N
         server.run()
     except SystemExit as err:  # uvicorn exits on a failed bind / start-up
         if err.code not in (0, None):
-            raise PixsightError(f"the server did not start on {settings.host}:{settings.port} "
-                                "(see the messages above)") from None
+            raise ServerStartError(f"the server did not start on {settings.host}:{settings.port} "
+                                   "(see the messages above)") from None
     if not server.started:
-        raise PixsightError(f"the server did not start on {settings.host}:{settings.port} (see the messages above)")
+        raise ServerStartError(f"the server did not start on {settings.host}:{settings.port} (see the messages above)")

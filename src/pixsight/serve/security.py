@@ -15,7 +15,6 @@ False
 from __future__ import annotations
 
 import json
-import logging
 from typing import Iterable
 from urllib.parse import urljoin, urlsplit
 
@@ -28,8 +27,6 @@ __all__ = [
     "CSP", "SECURITY_HEADERS", "SecurityHeadersMiddleware", "UploadLimitMiddleware", "add_cors",
     "host_allowed", "fetch_url", "error_body",
 ]
-
-log = logging.getLogger(__name__)
 
 CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -48,7 +45,7 @@ def error_body(error_type: str, message: str) -> bytes:
 
 
 class SecurityHeadersMiddleware:
-    """Pure ASGI middleware: CSP, nosniff, DENY framing, no referrer; ``no-store`` on JSON."""
+    """Pure ASGI middleware: CSP, nosniff, DENY framing, no referrer; ``no-store`` on JSON and HTML."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,7 +61,8 @@ class SecurityHeadersMiddleware:
                 headers.extend(SECURITY_HEADERS)
                 names = {k.lower() for k, _ in headers}
                 ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                if b"cache-control" not in names and (b"json" in ctype or scope["path"].startswith("/v1/")):
+                private = b"json" in ctype or b"html" in ctype or scope["path"].startswith("/v1/")
+                if b"cache-control" not in names and private:  # API data and pages (CSRF tokens)
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)

@@ -11,11 +11,14 @@ Pages read the catalog through the same Python functions as the JSON API
 (:mod:`pixsight.serve.api_catalog`, :mod:`pixsight.models.registry`), so a page and its
 route never disagree; a part whose source is missing shows "unavailable" instead.
 
+``create_app`` includes :data:`router` and calls :func:`mount`:
+
 >>> from fastapi import FastAPI
 >>> app = FastAPI()
+>>> app.include_router(router)
 >>> mount(app)
->>> sorted(r.path for r in app.routes if r.path.startswith(("/static", "/login")))
-['/login', '/login', '/static']
+>>> app.url_path_for("static", path="app.css"), app.url_path_for("login_page")
+('/static/app.css', '/login')
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ PAGE_SIZE = 48  # gallery cards per page ("Load more" fetches the next 48)
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
 _FILTERS = ("q", "label", "person", "has_text", "has_faces", "needs_review", "folder", "since", "until")
+#: longest accepted value per text filter (the same limits as GET /v1/images)
+_MAX_LEN = {"q": 500, "label": 200, "person": 200, "folder": 4096, "since": 40, "until": 40}
 
 router = APIRouter(include_in_schema=False)
 viewer_page = Depends(require_page("viewer"))
@@ -82,9 +87,12 @@ def _datetime(ts: Any) -> str:
 
 
 def templates_env() -> jinja2.Environment:
-    """The Jinja2 environment of the pages: autoescape always on, undefined names fail loudly
-    in tests (``StrictUndefined`` would be too strict for optional JSON keys, so the default
-    undefined renders as empty)."""
+    """The Jinja2 environment of the pages: autoescape on for every template (whatever its
+    name), plus the filters ``basename``, ``filesize`` and ``datetime``.
+
+    >>> templates_env().from_string("{{ name }} {{ n | filesize }}").render(name="<b>", n=2048)
+    '&lt;b&gt; 2.0 KiB'
+    """
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters.update(basename=_basename, filesize=_filesize, datetime=_datetime)
@@ -195,9 +203,13 @@ def _int_param(request: Request, name: str, default: int, *, low: int, high: int
 async def gallery_page(request: Request, principal: Principal = viewer_page) -> Response:
     """Search box, filters and a grid of thumbnails; "Load more" pages through the results."""
     filters = _gallery_filters(request)
-    offset = _int_param(request, "offset", 0, low=0, high=10**9)
+    offset = _int_param(request, "offset", 0, low=0, high=10_000_000)
     context: dict[str, Any] = {"filters": filters, "items": [], "total": 0, "offset": offset, "error": None,
                                "next_url": None, "next_api": None, "prev_url": None}
+    too_long = [k for k, n in _MAX_LEN.items() if len(filters[k] or "") > n]
+    if too_long:
+        context["error"] = f"The {too_long[0]} filter is longer than {_MAX_LEN[too_long[0]]} characters."
+        return _render(request, "gallery.html", status_code=400, principal=principal, **context)
     api = _catalog_api()
     if api is None:
         context["error"] = "The image list is unavailable (the catalog routes are not installed)."
@@ -206,6 +218,9 @@ async def gallery_page(request: Request, principal: Principal = viewer_page) -> 
         args = {k: ("" if k == "q" else None) if v is None else v for k, v in filters.items()}
         page = await run_in_threadpool(lambda: api.list_images(request, **args, limit=PAGE_SIZE, offset=offset,
                                                              principal=principal))
+    except ApiError as err:
+        context["error"] = printable(err.message)
+        return _render(request, "gallery.html", status_code=err.status_code, principal=principal, **context)
     except PixsightError as err:
         context["error"] = printable(str(err))
         return _render(request, "gallery.html", status_code=400, principal=principal, **context)
@@ -274,7 +289,5 @@ async def models_page(request: Request, principal: Principal = viewer_page) -> R
 
 
 def mount(app: FastAPI) -> None:
-    """Serve ``/static`` (CSS and JS) and, when not yet included, the page routes."""
+    """Serve the UI's CSS and JavaScript under ``/static`` (public, like ``/login``)."""
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    if not any(getattr(r, "path", None) == "/login" for r in app.routes):
-        app.include_router(router)

@@ -144,3 +144,19 @@ def test_old_catalog_gets_the_indexes_from_search(tmp_path):
     con.close()
     assert {"results_created", "analyses_updated", "files_seen"} <= names
 
+
+
+def test_index_of_an_older_layout_is_rebuilt_once(db):
+    assert len(search(db)) == 10
+    con = sqlite3.connect(db)
+    with con:                                   # an index written before search_rows existed
+        con.execute("DELETE FROM search_state WHERE key='layout'")
+        con.execute("DELETE FROM search_rows")
+        con.execute("INSERT INTO search_fts (sha256, text, labels, names) VALUES ('stale', 'ghost', '', '')")
+    con.close()
+    assert search_mod.sync_index(db) == 10 and search_mod.sync_index(db) <= 1
+    assert search(db, "ghost") == [] and len(search(db, "img")) == 10
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM search_fts").fetchone()[0] == 10
+    assert con.execute("SELECT COUNT(*) FROM search_rows").fetchone()[0] == 10
+    con.close()

@@ -169,3 +169,8 @@ def test_astronaut_named_when_flipped_and_scaled(tmp_path, analyzer):
     assert people_in(db, [analysis.sha256]) == {analysis.sha256: ["eileen"]}
     coffee = analyzer.analyze_bytes(_png(data.coffee()), name="coffee.png")
     assert names_in(name_faces(db, coffee)) == []
+
+
+def test_unknown_is_not_a_person_name(tmp_path):
+    with pytest.raises(ConfigError, match="reserved"):
+        gallery.enroll(tmp_path / "c.sqlite", " Unknown ", [tmp_path / "a.png"])

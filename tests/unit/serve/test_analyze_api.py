@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ from skimage import data
 
 from pixsight.core.config import AnalyzeConfig
 from pixsight.core.errors import PixsightError
+from pixsight.core.image import ImageLimits
 from pixsight.pipeline.analyzer import Analyzer
 from tests.unit.serve.kit import auth, make_app
 
@@ -91,8 +92,6 @@ def test_batch_keeps_input_order(served, images):
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     assert [x["path"] for x in results] == names
-    import hashlib
-
     assert [x["sha256"] for x in results] == [hashlib.sha256(images[n]).hexdigest() for n in names]
 
 
@@ -128,8 +127,7 @@ def test_svg_and_unsupported_are_415(served):
 
 
 def test_too_many_pixels_is_413(tmp_path, images):
-    with Analyzer(AnalyzeConfig(tasks=("classify",), limits=__import__("pixsight.core.image", fromlist=["x"])
-                                .ImageLimits(max_pixels=10_000))) as small:
+    with Analyzer(AnalyzeConfig(tasks=("classify",), limits=ImageLimits(max_pixels=10_000))) as small:
         app, keys = make_app(tmp_path, analyzer=small)
         with TestClient(app) as client:
             r = client.post("/v1/analyze", files={"file": ("cat.jpg", images["cat.jpg"])}, headers=auth(keys["viewer"]))

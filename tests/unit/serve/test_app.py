@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 
 from pixsight.cli.main import main
 from pixsight.core.errors import ConfigError, PixsightError
-from pixsight.serve.app import create_app
 from pixsight.serve.auth import require
 from pixsight.serve.keys import KeyStore
 from pixsight.serve.runner import ensure_keys

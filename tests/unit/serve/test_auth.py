@@ -148,3 +148,14 @@ def test_session_store_expiry_and_bound():
     assert store.get(b.id) is None
     store.drop_key("k3")
     assert store.get(c.id) is None and len(store) == 0
+
+
+def test_session_reads_cost_less_than_api_calls(tmp_path):
+    app, keys = make_app(tmp_path, rate_limit_per_min=1, rate_limit_burst=2)
+    with TestClient(app) as client:
+        session_login(client, keys["admin"])
+        codes = [client.get("/v1/keys").status_code for _ in range(12)]
+        assert codes[:10] == [200] * 10 and codes[-1] == 429  # a page's thumbnails fit in the burst
+    with TestClient(app) as client:
+        codes = [client.get("/v1/keys", headers=auth(keys["reviewer"])).status_code for _ in range(3)]
+        assert codes == [403, 403, 429]

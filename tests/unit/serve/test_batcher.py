@@ -87,7 +87,8 @@ def test_batches_form_under_concurrency_and_results_reach_their_caller() -> None
     reg = metrics.registry
     assert reg.get_sample_value("pixsight_batch_size_count") == len(sizes)
     assert reg.get_sample_value("pixsight_batch_size_sum") == 20
-    assert reg.get_sample_value("pixsight_inference_seconds_count", {"task": "classify", "model": "fake@1"}) == len(sizes)
+    labels = {"task": "classify", "model": "fake@1"}
+    assert reg.get_sample_value("pixsight_inference_seconds_count", labels) == len(sizes)
     assert reg.get_sample_value("pixsight_images_analyzed_total", {"status": "ok"}) == 20
     assert reg.get_sample_value("pixsight_queue_depth") == 0
 

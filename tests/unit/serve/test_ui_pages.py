@@ -246,11 +246,13 @@ def test_gallery_filters_narrow_the_grid(client: Any, site: dict[str, Any], para
                              rf'(<option[^>]*>[a-z]+</option>\s*)*<option value="{value}" selected>', html)
 
 
-def test_gallery_bad_filter_shows_a_notice(client: Any, site: dict[str, Any]) -> None:
+@pytest.mark.parametrize("params, message", [({"since": "not-a-date"}, "YYYY-MM-DD"),
+                                             ({"q": "x" * 501}, "longer than 500")])
+def test_gallery_bad_filter_shows_a_notice(client: Any, site: dict[str, Any], params: dict, message: str) -> None:
     ui_login(client, site["keys"]["viewer"])
-    r = client.get("/", params={"since": "not-a-date"})
+    r = client.get("/", params=params)
     assert r.status_code == 400
-    assert 'id="gallery-error"' in r.text and "YYYY-MM-DD" in r.text
+    assert 'id="gallery-error"' in r.text and message in r.text
 
 
 # -- image, review, models ------------------------------------------------------------------

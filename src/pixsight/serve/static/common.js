@@ -157,14 +157,18 @@
     return [Math.max(0, Math.min(w, p.x)), Math.max(0, Math.min(h, p.y))];
   }
 
-  /* Wire checkboxes [data-toggle=layer] to show/hide the overlay's layers. */
+  /* Checkboxes [data-toggle=layer] show/hide the overlay's layers; call again after a redraw
+     (listeners are added once, the current state is re-applied every time). */
   function wireToggles(root, svgEl) {
     root.querySelectorAll("input[data-toggle]").forEach(function (box) {
       function apply() {
         var g = svgEl.querySelector('g[data-layer="' + box.getAttribute("data-toggle") + '"]');
         if (g) g.classList.toggle("off", !box.checked);
       }
-      box.addEventListener("change", apply);
+      if (!box.hasAttribute("data-wired")) {
+        box.setAttribute("data-wired", "");
+        box.addEventListener("change", apply);
+      }
       apply();
     });
   }

@@ -30,8 +30,20 @@
     try { analysis = JSON.parse(page.getAttribute("data-analysis")); } catch (e) { analysis = null; }
     var svgEl = document.getElementById("overlay");
     if (analysis && svgEl) {
-      PX.drawOverlay(svgEl, analysis);
-      PX.wireToggles(document.getElementById("toggles"), svgEl);
+      var drawnWidth = 0;
+      var draw = function () {
+        drawnWidth = svgEl.getBoundingClientRect().width;
+        PX.drawOverlay(svgEl, analysis);
+        PX.wireToggles(document.getElementById("toggles"), svgEl);
+      };
+      draw();
+      var timer = null;
+      window.addEventListener("resize", function () {  // labels keep their screen size
+        window.clearTimeout(timer);
+        timer = window.setTimeout(function () {
+          if (Math.abs(svgEl.getBoundingClientRect().width - drawnWidth) > 1) draw();
+        }, 150);
+      });
     }
     loadSimilar(page.getAttribute("data-sha"));
   }

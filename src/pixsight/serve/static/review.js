@@ -83,6 +83,10 @@
     }
     status("Loading…");
     return PX.getJSON(url).then(function (res) {
+      if (res.status === 204 && state.skipped.length) {  // only skipped images are left: they come back
+        state.skipped = [];
+        return loadNext();
+      }
       if (res.status === 204) { status(""); showEmpty(); return; }
       if (!res.ok || !res.data) {
         status("Review queue unavailable (" + PX.errorText(res) + ")", true);
