@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..core.errors import PixsightError
 from ..core.fileio import printable_path
-from .common import console_for, default_db, fail, usage_error
+from .common import console_for, default_db, usage_error
 
 __all__ = ["register"]
 

@@ -186,7 +186,7 @@ async def _form(request: Request, *, max_files: int) -> FormData:
 async def analyze_one(request: Request, principal: Principal = Depends(require("viewer"))) -> JSONResponse:
     """Multipart ``file`` (or ``url``): 200 with the analysis; a bad image is 200 with status error."""
     px = request.app.state.px
-    _batcher(px)  # 503 before reading a body that cannot be served
+    _batcher(px).reject_if_full()  # 503 / 429 at once, before reading a body that cannot be served
     form = await _form(request, max_files=1)
     try:
         tasks = _wanted_tasks(request, form, px)
@@ -216,6 +216,7 @@ async def analyze_batch(request: Request, principal: Principal = Depends(require
     """Several ``file`` fields → ``{"results": [...]}`` in input order (bad files are error items)."""
     px = request.app.state.px
     batcher = _batcher(px)
+    batcher.reject_if_full()  # shed load before reading the body
     limit = px.settings.max_batch_files
     form = await _form(request, max_files=limit)
     try:

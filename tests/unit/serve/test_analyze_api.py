@@ -167,11 +167,18 @@ def test_no_models_is_503(tmp_path, images):
 class _StubBatcher:
     """Stands in for the batcher to force its refusals."""
 
-    def __init__(self, error: PixsightError) -> None:
+    def __init__(self, error: PixsightError, *, early: bool = False) -> None:
         self.error = error
+        self.early = early  # refuse in reject_if_full (before the body is read), not in submit
         self.depth = 0
+        self.submitted = 0
+
+    def reject_if_full(self) -> None:
+        if self.early:
+            raise self.error
 
     async def submit(self, *args, **kwargs):
+        self.submitted += 1
         raise self.error
 
 
@@ -186,6 +193,12 @@ def test_queue_full_is_429_overloaded_and_draining_is_503(served, images):
         r = client.post("/v1/analyze", files={"file": ("a.png", images["camera.png"])}, headers=auth(keys["viewer"]))
         assert r.status_code == 429 and r.headers["retry-after"] == "1"
         assert r.json()["error"]["type"] == "Overloaded"
+        px.batcher = stub = _StubBatcher(QueueFullError("queue full"), early=True)  # shed before decoding
+        for route in ("/v1/analyze", "/v1/analyze/batch"):
+            r = client.post(route, files={"file": ("a.png", images["camera.png"])}, headers=auth(keys["viewer"]))
+            assert r.status_code == 429 and r.headers["retry-after"] == "1", route
+            assert r.json()["error"]["type"] == "Overloaded"
+        assert stub.submitted == 0
         px.batcher = _StubBatcher(DrainingError("draining"))
         r = client.post("/v1/analyze", files={"file": ("a.png", images["camera.png"])}, headers=auth(keys["viewer"]))
         assert r.status_code == 503 and r.headers["retry-after"]
