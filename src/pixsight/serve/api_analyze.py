@@ -146,6 +146,8 @@ async def _analyze(px: Any, data: bytes, name: str, *, strict: bool) -> Analysis
             px.metrics.observe_analysis(analysis)
         return analysis
     analysis = await batcher.submit(image, name=name, data=data, decode_ms=decode_ms)
+    if analysis.status != "ok" or "faces" not in analysis.results:
+        return analysis  # nothing to name: no thread hop
     return await run_in_threadpool(_name_faces, px.settings.db, analysis)
 
 

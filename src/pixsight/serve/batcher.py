@@ -2,9 +2,11 @@
 
 Requests decode their image in the threadpool, then :meth:`Batcher.submit` it. One worker
 thread takes the first queued image, waits at most ``max_wait_ms`` for more (up to
-``max_batch``), runs them as one batch through ``Analyzer.analyze_loaded``, calls
-``on_result(analysis, data)`` for each (the server's catalog writer) and resolves each
-caller's future. The queue is bounded: when it is full, ``submit`` raises
+``max_batch``), runs them as one batch through ``Analyzer.analyze_loaded`` and hands the
+batch to a second thread, which calls ``on_result(analysis, data)`` for each (the server's
+catalog writer: upload file + catalog row) and then resolves each caller's future. So the
+next batch's inference overlaps with storing the last one, and a caller only gets its
+answer once its result is stored. The queue is bounded: when it is full, ``submit`` raises
 :class:`QueueFullError` at once (the route answers 429, so overload sheds load instead of
 piling up latency or memory). ``max_batch=1`` is one inference per request.
 
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 from ..core.errors import PixsightError
 from ..core.image import LoadedImage
 from ..core.types import Analysis
+from ..pipeline._malloc import trim
 
 if TYPE_CHECKING:
     from .metrics import ServeMetrics
@@ -40,6 +43,10 @@ log = logging.getLogger(__name__)
 
 #: How often an idle worker checks whether it should stop (seconds).
 _IDLE_POLL_S = 0.1
+#: Analysed batches that may wait for the completion thread (store + answer).
+_DONE_BACKLOG = 2
+#: Return freed C heap pages to the OS at most this often (seconds).
+_TRIM_EVERY_S = 1.0
 
 
 class QueueFullError(PixsightError):
@@ -80,8 +87,10 @@ class _Job:
 class Batcher:
     """One worker thread turning queued single-image requests into batches.
 
-    ``submit`` is safe to call from any thread or event loop; the analyzer, ``on_result``
-    and the metrics' batch counters are only used from the worker thread.
+    ``submit`` is safe to call from any thread or event loop; the analyzer is only used
+    from the worker thread; ``on_result`` and the per-analysis metrics only from the
+    completion thread (one each, so a catalog connection made in ``on_result`` stays in
+    one thread).
 
     Args:
         analyzer: the loaded analyzer (anything with ``analyze_loaded`` and ``models``).
@@ -89,8 +98,8 @@ class Batcher:
         max_wait_ms: after the first image of a batch, how long to wait for more.
         queue_size: most images waiting; beyond it ``submit`` raises :class:`QueueFullError`.
         metrics: where batch sizes, stage seconds, queue depth and analyses are counted.
-        on_result: called as ``on_result(analysis, data)`` per image on the worker thread
-            before the caller gets the analysis; its exceptions are logged, not raised.
+        on_result: called as ``on_result(analysis, data)`` per image on the completion
+            thread before the caller gets the analysis; its exceptions are logged, not raised.
     """
 
     def __init__(self, analyzer: BatchAnalyzer, *, max_batch: int = 16, max_wait_ms: float = 5.0,
@@ -110,6 +119,10 @@ class Batcher:
         self._draining = False
         self._abort = threading.Event()  # close(): stop after the batch in hand
         self._thread: threading.Thread | None = None
+        # analysed batches waiting to be stored and answered; bounded so a slow disk
+        # holds the worker back instead of piling up results in memory
+        self._done: queue.Queue[tuple[list[_Job], list[Analysis]] | None] = queue.Queue(maxsize=_DONE_BACKLOG)
+        self._completer: threading.Thread | None = None
         self.batches = 0
         self.images = 0
 
@@ -121,6 +134,9 @@ class Batcher:
                 return
             if self._draining:
                 raise DrainingError("the batcher was drained or closed; create a new one")
+            self._completer = threading.Thread(target=self._complete_loop, name="pixsight-batcher-store",
+                                               daemon=True)
+            self._completer.start()
             self._thread = threading.Thread(target=self._work, name="pixsight-batcher", daemon=True)
             self._thread.start()
 
@@ -166,8 +182,11 @@ class Batcher:
         if thread is None:  # never started: nobody will answer what is queued
             self._fail_queued(DrainingError("the server is shutting down; retry on another instance"))
             return True
+        deadline = time.monotonic() + max(0.0, timeout_s)
         thread.join(max(0.0, timeout_s))
-        finished = not thread.is_alive()
+        if self._completer is not None:
+            self._completer.join(max(0.0, deadline - time.monotonic()))
+        finished = not thread.is_alive() and not (self._completer is not None and self._completer.is_alive())
         if not finished:
             log.warning("batcher drain: %d images still queued after %.1f s", self.depth, timeout_s)
         return finished
@@ -252,12 +271,26 @@ class Batcher:
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
     def _work(self) -> None:
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    break
+                if batch:
+                    self._run(batch)
+        finally:
+            self._done.put(None)  # the completion thread stops after what is handed over
+
+    def _complete_loop(self) -> None:
+        last_trim = time.monotonic()
         while True:
-            batch = self._next_batch()
-            if batch is None:
-                break
-            if batch:
-                self._run(batch)
+            item = self._done.get()
+            if item is None:
+                return
+            self._complete(*item)
+            if time.monotonic() - last_trim >= _TRIM_EVERY_S:
+                trim()  # hand freed heap pages back to the OS: a long-running server stays flat
+                last_trim = time.monotonic()
 
     def _run(self, batch: list[_Job]) -> None:
         try:
@@ -278,6 +311,10 @@ class Batcher:
                                            dict(getattr(self.analyzer, "models", {}) or {}))
             except Exception:  # noqa: BLE001 - metrics never fail a request
                 log.exception("recording batch metrics failed")
+        self._done.put((batch, analyses))
+
+    def _complete(self, batch: list[_Job], analyses: list[Analysis]) -> None:
+        """Store each result (``on_result``), count it, then answer its caller."""
         for job, analysis in zip(batch, analyses):
             if self.on_result is not None:
                 try:

@@ -61,6 +61,12 @@ class KeyInfo:
         return asdict(self)
 
 
+#: How long a verified key is trusted without reading the DB again (seconds). A key revoked
+#: through this store stops at once; one revoked by another process within this time.
+VERIFY_CACHE_S = 5.0
+_VERIFY_CACHE_SIZE = 1024
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
@@ -75,6 +81,9 @@ class KeyStore:
     def __init__(self, db: str | os.PathLike[str]) -> None:
         self.db = Path(db)
         self._touched: dict[str, float] = {}
+        # digest of a whole token -> (expires, info): a busy client is not one DB read per
+        # request; a revoke here clears it at once, one by another process within the TTL
+        self._verified: dict[str, tuple[float, KeyInfo]] = {}
         try:
             self.db.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as con:
@@ -117,7 +126,8 @@ class KeyStore:
         """Revoke a key; False when no live key has this id."""
         with closing(self._connect()) as con:
             cur = con.execute("UPDATE api_keys SET revoked=? WHERE id=? AND revoked IS NULL", (time.time(), key_id))
-            return cur.rowcount > 0
+        self._verified.clear()
+        return cur.rowcount > 0
 
     # -- reads -----------------------------------------------------------------------------
     def verify(self, token: str) -> KeyInfo | None:
@@ -126,6 +136,10 @@ class KeyStore:
         if not match:
             return None
         key_id, secret = match.groups()
+        token_digest = _digest(token)
+        cached = self._verified.get(token_digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         with closing(self._connect()) as con:
             row = con.execute("SELECT id, name, role, created, last_used, revoked, secret_sha256 "
                               "FROM api_keys WHERE id=?", (key_id,)).fetchone()
@@ -138,7 +152,11 @@ class KeyStore:
                     con.execute("UPDATE api_keys SET last_used=? WHERE id=?", (now, key_id))
                 except sqlite3.OperationalError:  # busy writer: last_used is best effort
                     pass
-        return self._info(row[:6])
+        info = self._info(row[:6])
+        if len(self._verified) >= _VERIFY_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token_digest] = (time.monotonic() + VERIFY_CACHE_S, info)
+        return info
 
     def get(self, key_id: str) -> KeyInfo | None:
         with closing(self._connect()) as con:

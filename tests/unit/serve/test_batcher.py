@@ -295,3 +295,28 @@ def test_analyze_loaded_keeps_order_and_empty_input(analyzer: Any) -> None:
     assert [a.sha256 for a in out] == [img.sha256 for img, _, _ in items]
     assert all(a.timings_ms["decode"] == 1.0 for a in out)
     assert analyzer.analyze_loaded([]) == []
+
+
+def test_storing_results_overlaps_the_next_batch_and_answers_come_after_storing() -> None:
+    """``on_result`` (the catalog writer) runs on its own thread: a slow disk does not hold up
+    the next batch's inference, and a caller only gets its analysis once it is stored."""
+    fake = FakeAnalyzer()
+    stored: set[str] = set()
+    writer_threads: set[int] = set()
+    release = threading.Event()
+
+    def slow_writer(analysis: Analysis, data: bytes | None) -> None:
+        writer_threads.add(threading.get_ident())
+        assert release.wait(10), "writer never released"
+        stored.add(analysis.path)
+
+    batcher = Batcher(fake, max_batch=1, max_wait_ms=0, queue_size=8, on_result=slow_writer)
+    batcher.start()
+    futures = [batcher.submit_nowait(_image(i), name=f"img{i}.png") for i in range(2)]
+    _wait_for(lambda: len(fake.batches) == 2)  # the 2nd batch ran while the 1st is still being stored
+    assert not any(f.done() for f in futures)  # nobody answered before their result was stored
+    release.set()
+    for i, future in enumerate(futures):
+        assert future.result(5).path in stored
+    assert batcher.drain(5)
+    assert len(writer_threads) == 1 and threading.get_ident() not in writer_threads

@@ -78,3 +78,30 @@ def test_keys_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["keys", "create", "--role", "root", "--db", db])
     assert exc.value.code == 2
+
+
+def test_verified_keys_are_cached_briefly_and_revocation_is_seen(tmp_path, monkeypatch):
+    """A busy client is not one DB read per request, yet a revoked key stops working: at once
+    through the same store, and within VERIFY_CACHE_S through another process's store."""
+    from pixsight.serve import keys as keys_mod
+
+    db = tmp_path / "catalog.sqlite"
+    server_side, other_process = KeyStore(db), KeyStore(db)
+    info, token = server_side.create("viewer", "client")
+    assert server_side.verify(token).id == info.id
+    reads = []
+    monkeypatch.setattr(server_side, "_connect", lambda real=server_side._connect: reads.append(1) or real())
+    for _ in range(20):
+        assert server_side.verify(token) is not None
+    assert reads == []  # served from the cache
+    assert other_process.revoke(info.id)
+    assert server_side.verify(token) is not None  # still cached: the revoke happened elsewhere
+    monkeypatch.setattr(keys_mod, "VERIFY_CACHE_S", 0.0)
+    server_side._verified.clear()
+    assert server_side.verify(token) is None
+    info2, token2 = server_side.create("viewer", "other")
+    assert server_side.verify(token2) is not None
+    monkeypatch.setattr(keys_mod, "VERIFY_CACHE_S", 60.0)
+    assert server_side.verify(token2) is not None
+    assert server_side.revoke(info2.id)
+    assert server_side.verify(token2) is None  # revoked through this store: at once
