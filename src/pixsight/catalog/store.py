@@ -32,7 +32,7 @@ from ..core.errors import CatalogError
 from ..core.fileio import printable_path
 from ..core.types import RESULT_TYPES, Analysis, Embedding, Faces
 
-__all__ = ["Catalog", "SCHEMA_VERSION", "TIME_INDEXES", "default_db_path"]
+__all__ = ["Catalog", "SCHEMA_VERSION", "TIME_INDEXES", "connect_readonly", "default_db_path"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,16 @@ CREATE INDEX IF NOT EXISTS results_created ON results (created);
 CREATE INDEX IF NOT EXISTS analyses_updated ON analyses (updated);
 CREATE INDEX IF NOT EXISTS files_seen ON files (seen);
 """
+
+
+def connect_readonly(db: str | os.PathLike[str], *, timeout: float = 30.0) -> sqlite3.Connection:
+    """A read-only connection to the catalog at ``db`` (readers beside the one writer; WAL).
+
+    The path becomes a ``file:`` URI with every special character escaped, so a folder named
+    ``a?b#c`` or ``100%`` opens the right file. Raises ``sqlite3.OperationalError`` when the
+    file does not exist (read-only never creates it).
+    """
+    return sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
 
 
 def default_db_path() -> Path:

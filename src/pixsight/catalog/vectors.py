@@ -42,6 +42,7 @@ import numpy as np
 
 from ..core.errors import CatalogError
 from ..core.fileio import atomic_writer
+from .store import connect_readonly
 
 __all__ = [
     "VectorIndex",
@@ -293,7 +294,7 @@ class VectorIndex:
 
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        db = connect_readonly(path)
         db.execute("SELECT 1 FROM embeddings LIMIT 1")
     except sqlite3.DatabaseError as err:
         raise CatalogError(f"cannot read embeddings: {err}", path=str(path)) from err

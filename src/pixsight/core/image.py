@@ -35,6 +35,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageLimits",
     "LoadedImage",
+    "encode_clean",
     "load_image",
     "read_image_bytes",
     "sniff_refused_format",
@@ -263,3 +264,28 @@ def load_image(
     return LoadedImage(pixels=pixels, width=width, height=height, format=fmt, sha256=sha256,
                        nbytes=len(data), path="" if isinstance(source, (bytes, bytearray, memoryview)) else str(source))
 
+
+def encode_clean(image: LoadedImage, *, fmt: str | None = None, quality: int = 92,
+                 max_side: int | None = None) -> tuple[bytes, str]:
+    """Re-encode decoded (EXIF-oriented) pixels without any metadata: ``(bytes, mime type)``.
+
+    ``fmt`` is ``"JPEG"`` or ``"PNG"``; by default JPEG sources stay JPEG and everything else
+    becomes PNG (lossless). ``max_side`` shrinks the longer side (thumbnails).
+
+    >>> import numpy as np
+    >>> img = load_image(encode_clean(LoadedImage(np.zeros((4, 6, 3), np.uint8), 6, 4, "PNG", "", 0))[0])
+    >>> img.width, img.height, img.format
+    (6, 4, 'PNG')
+    """
+    fmt = fmt or ("JPEG" if image.format in ("JPEG", "MPO") else "PNG")
+    if fmt not in ("JPEG", "PNG"):
+        raise ValueError(f"fmt must be JPEG or PNG, got {fmt!r}")
+    pil = Image.fromarray(image.pixels)
+    if max_side and max(pil.size) > max_side:
+        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        pil.save(buf, "JPEG", quality=quality, optimize=True)
+        return buf.getvalue(), "image/jpeg"
+    pil.save(buf, "PNG", optimize=False)
+    return buf.getvalue(), "image/png"

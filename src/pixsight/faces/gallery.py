@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..catalog.store import connect_readonly
 from ..core.errors import ConfigError, PixsightError
 from ..core.types import Analysis, Faces
 
@@ -382,7 +383,6 @@ _MAX_READERS = 4
 def _reader(path: str) -> Iterator[sqlite3.Connection]:
     """A read-only connection, kept open per thread (a fresh one costs ~0.2 ms of schema
     parsing); naming faces never creates tables or files."""
-    from urllib.parse import quote
 
     try:
         key = (path, os.stat(path).st_ino)
@@ -393,7 +393,7 @@ def _reader(path: str) -> Iterator[sqlite3.Connection]:
     con = pool.pop(key, None)
     if con is None:
         try:
-            con = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=30)
+            con = connect_readonly(path)
         except sqlite3.Error as err:
             raise GalleryError(f"cannot open catalog {path}: {err}") from err
     try:

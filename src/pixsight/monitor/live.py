@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..catalog.store import connect_readonly
 from .drift import DriftError, DriftWindow, detect_drift
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def _connect(db: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    con = connect_readonly(db)
     con.execute("PRAGMA query_only=ON")
     return con
 

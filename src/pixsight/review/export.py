@@ -26,18 +26,16 @@ when their content still has the catalogued sha256. They are copied byte for byt
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
-import sqlite3
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ImageDecodeError, PixsightError
-from ..core.image import ImageLimits, LoadedImage, load_image, read_image_bytes
+from ..catalog.files import catalog_image
+from ..core.errors import ImageDecodeError
+from ..core.image import encode_clean, load_image
 from .queue import Review, ReviewError, reviewed_items
 
 __all__ = ["EXPORT_FORMATS", "ExportSummary", "export_reviewed", "catalog_image", "encode_clean",
@@ -71,64 +69,6 @@ class ExportSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# -- reading and encoding catalogued images -------------------------------------------------
-def _catalog_paths(db: str | os.PathLike[str], sha256: str) -> list[str]:
-    con = sqlite3.connect(f"file:{Path(db)}?mode=ro", uri=True, timeout=30.0)
-    try:
-        return [r[0] for r in con.execute(
-            "SELECT path FROM files WHERE sha256 = ? AND status = 'ok' ORDER BY seen DESC", (sha256,))]
-    except sqlite3.DatabaseError as err:
-        raise PixsightError(f"cannot read the catalog's files: {err}", path=str(db)) from err
-    finally:
-        con.close()
-
-
-def catalog_image(db: str | os.PathLike[str], sha256: str, *,
-                  limits: ImageLimits | None = None) -> tuple[Path, bytes] | None:
-    """``(path, bytes)`` of a file the catalog recorded for ``sha256`` whose content still has
-    that hash (newest sighting first), or ``None`` when every recorded file is gone or changed.
-
-    Only paths from the catalog's ``files`` table are ever opened.
-    """
-    for path in _catalog_paths(db, sha256):
-        try:
-            data = read_image_bytes(path, limits=limits)
-        except ImageDecodeError:
-            continue
-        if hashlib.sha256(data).hexdigest() == sha256:
-            return Path(path), data
-        log.debug("%s changed since it was analysed; not used for %s", path, sha256[:12])
-    return None
-
-
-def encode_clean(image: LoadedImage, *, fmt: str | None = None, quality: int = 92,
-                 max_side: int | None = None) -> tuple[bytes, str]:
-    """Re-encode decoded (EXIF-oriented) pixels without any metadata: ``(bytes, mime type)``.
-
-    ``fmt`` is ``"JPEG"`` or ``"PNG"``; by default JPEG sources stay JPEG and everything else
-    becomes PNG (lossless). ``max_side`` shrinks the longer side (thumbnails).
-
-    >>> import numpy as np
-    >>> img = load_image(encode_clean(LoadedImage(np.zeros((4, 6, 3), np.uint8), 6, 4, "PNG", "", 0))[0])
-    >>> img.width, img.height, img.format
-    (6, 4, 'PNG')
-    """
-    from PIL import Image
-
-    fmt = fmt or ("JPEG" if image.format in ("JPEG", "MPO") else "PNG")
-    if fmt not in ("JPEG", "PNG"):
-        raise ValueError(f"fmt must be JPEG or PNG, got {fmt!r}")
-    pil = Image.fromarray(image.pixels)
-    if max_side and max(pil.size) > max_side:
-        pil.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    if fmt == "JPEG":
-        pil.save(buf, "JPEG", quality=quality, optimize=True)
-        return buf.getvalue(), "image/jpeg"
-    pil.save(buf, "PNG", optimize=False)
-    return buf.getvalue(), "image/png"
 
 
 # -- export -----------------------------------------------------------------------------------

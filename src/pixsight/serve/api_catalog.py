@@ -13,7 +13,6 @@ the file still has that content; they are decoded by the safe loader and re-enco
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import json
 import logging
@@ -23,7 +22,6 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import Response
@@ -31,7 +29,10 @@ from pydantic import BaseModel, Field
 
 from ..core.errors import ImageDecodeError, PixsightError
 from ..core.fileio import printable, printable_path
-from ..review.export import catalog_image, encode_clean
+from ..catalog.files import catalog_image
+from ..catalog.stats import catalog_stats
+from ..catalog.store import connect_readonly
+from ..core.image import encode_clean
 from .auth import ApiError, Principal, require
 
 __all__ = ["router", "SHA256", "check_sha", "ImageCard", "ImagesPage"]
@@ -168,7 +169,7 @@ def _db(request: Request) -> Path:
 
 def _read(db: Path) -> sqlite3.Connection:
     try:
-        return sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, timeout=30.0)
+        return connect_readonly(db)
     except sqlite3.DatabaseError as err:
         raise PixsightError(f"cannot read the catalog: {err}") from err
 
@@ -472,43 +473,10 @@ def delete_person(request: Request, name: str, principal: Principal = admin) -> 
 
 
 # -- stats ------------------------------------------------------------------------------------
-def catalog_stats(db: str | Path, *, days: int = 90, top: int = 8) -> dict[str, Any]:
-    """Dashboard numbers: counts, new images per day (UTC, the last ``days`` days with images),
-    the ``top`` most common top-1 labels overall and per day, and the review queue's stats."""
-    from ..review.queue import stats as review_stats
-
-    con = _read(Path(db))
-    try:
-        images = con.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-        analyses = con.execute("SELECT COUNT(*) FROM analyses").fetchone()[0]
-        flagged = con.execute("SELECT COUNT(*) FROM analyses WHERE needs_review = 1").fetchone()[0]
-        start = (_dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(days=days)).timestamp()
-        per_day = [DayCount(day=d, images=n) for d, n in con.execute(
-            "SELECT date(first_seen, 'unixepoch') AS day, COUNT(*) FROM images WHERE first_seen >= ? "
-            "GROUP BY day ORDER BY day", (start,))]
-        # the top-1 label of each image's latest classify result, with the image's first day
-        latest = ("SELECT r.sha256, json_extract(r.result, '$.labels[0].label') AS label, "
-                  "date(i.first_seen, 'unixepoch') AS day, i.first_seen AS seen FROM results r "
-                  "JOIN images i ON i.sha256 = r.sha256 WHERE r.task = 'classify' AND r.created = "
-                  "(SELECT MAX(created) FROM results x WHERE x.sha256 = r.sha256 AND x.task = 'classify')")
-        top_labels = [LabelCount(label=lab, n=n) for lab, n in con.execute(
-            f"SELECT label, COUNT(DISTINCT sha256) AS n FROM ({latest}) WHERE label IS NOT NULL "
-            "GROUP BY label ORDER BY n DESC, label LIMIT ?", (top,))]
-        names = [t.label for t in top_labels]
-        labels_per_day: list[DayLabel] = []
-        if names:
-            labels_per_day = [DayLabel(day=d, label=lab, n=n) for d, lab, n in con.execute(
-                f"SELECT day, label, COUNT(DISTINCT sha256) FROM ({latest}) WHERE seen >= ? AND label IN "
-                f"({','.join('?' * len(names))}) GROUP BY day, label ORDER BY day, label", (start, *names))]
-    except sqlite3.DatabaseError as err:
-        raise PixsightError(f"cannot read catalog stats: {err}", path=str(db)) from err
-    finally:
-        con.close()
-    review = review_stats(db)
-    return Stats(images=images, analyses=analyses, needs_review=flagged, reviewed=review["reviewed"],
-                 per_day=per_day, labels_per_day=labels_per_day, top_labels=top_labels, review=review).model_dump()
-
-
 @router.get("/stats", response_model=Stats, summary="Dashboard numbers")
 def get_stats(request: Request, days: int = Query(90, ge=1, le=3650), principal: Principal = viewer) -> Stats:
-    return Stats(**catalog_stats(_db(request), days=days))
+    from ..review.queue import stats as review_stats
+
+    db = _db(request)
+    review = review_stats(db)
+    return Stats(**catalog_stats(db, days=days), reviewed=review["reviewed"], review=review)

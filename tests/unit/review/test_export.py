@@ -12,7 +12,8 @@ from pixsight.catalog.store import Catalog
 from pixsight.data.formats import read_dataset
 from pixsight.data.validate import validate_dataset
 from pixsight.review import queue
-from pixsight.review.export import REJECTED_CLASS, catalog_image, export_reviewed
+from pixsight.catalog.files import catalog_image
+from pixsight.review.export import REJECTED_CLASS, export_reviewed
 from pixsight.review.queue import ReviewError
 from tests.unit.review import build_catalog
 

@@ -1,0 +1,51 @@
+"""Files the catalog recorded for an image: the only paths the server and exports ever open.
+
+>>> from pixsight.catalog.files import catalog_image      # doctest: +SKIP
+>>> path, data = catalog_image("catalog.sqlite", sha256)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from ..core.errors import ImageDecodeError, PixsightError
+from ..core.image import ImageLimits, read_image_bytes
+from .store import connect_readonly
+
+__all__ = ["catalog_image", "catalog_paths"]
+
+log = logging.getLogger(__name__)
+
+
+def catalog_paths(db: str | os.PathLike[str], sha256: str) -> list[str]:
+    """Every path recorded with content ``sha256`` (analysed ok), newest sighting first."""
+    con = connect_readonly(db)
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT path FROM files WHERE sha256 = ? AND status = 'ok' ORDER BY seen DESC", (sha256,))]
+    except sqlite3.DatabaseError as err:
+        raise PixsightError(f"cannot read the catalog's files: {err}", path=str(db)) from err
+    finally:
+        con.close()
+
+
+def catalog_image(db: str | os.PathLike[str], sha256: str, *,
+                  limits: ImageLimits | None = None) -> tuple[Path, bytes] | None:
+    """``(path, bytes)`` of a file the catalog recorded for ``sha256`` whose content still has
+    that hash (newest sighting first), or ``None`` when every recorded file is gone or changed.
+
+    Only paths from the catalog's ``files`` table are ever opened.
+    """
+    for path in catalog_paths(db, sha256):
+        try:
+            data = read_image_bytes(path, limits=limits)
+        except ImageDecodeError:
+            continue
+        if hashlib.sha256(data).hexdigest() == sha256:
+            return Path(path), data
+        log.debug("%s changed since it was analysed; not used for %s", path, sha256[:12])
+    return None
