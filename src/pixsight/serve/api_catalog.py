@@ -450,7 +450,7 @@ def enroll_person(request: Request, name: str, files: list[UploadFile] = File(..
             rows.append(EnrolledRow(file=label, sha256=None, ok=False, faces=0, box=None,
                                     note=printable(err.message)))
             continue
-        path = store_upload(px.settings.uploads_dir, data, image.format, sha256=image.sha256)
+        path = store_upload(px.settings.uploads_dir, data, image.format, sha256=image.sha256, name=label)
         stored.append((label, str(path)))
     if stored:
         by_path = dict((p, f) for f, p in stored)

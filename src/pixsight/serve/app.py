@@ -160,7 +160,8 @@ class _UploadWriter:
             self._thread = threading.get_ident()
         stored = None
         if data is not None:
-            stored = store_upload(self.settings.uploads_dir, data, analysis.format or "bin", sha256=analysis.sha256)
+            stored = store_upload(self.settings.uploads_dir, data, analysis.format or "bin", sha256=analysis.sha256,
+                                  name=analysis.path)
         self._catalog.save(analysis, path=str(stored.resolve()) if stored else analysis.path,
                            size=len(data) if data is not None else analysis.bytes)
 

@@ -1,10 +1,16 @@
-"""Uploaded bytes kept on disk so the UI can show uploads: ``<db>.uploads/<sha[:2]>/<sha>.<ext>``.
+"""Uploaded bytes kept on disk so the UI can show uploads, under the upload's own file name:
+``<db>.uploads/<sha[:2]>/<sha>/<safe name>.<ext>``.
+
+The name the client sent is only a label: it is reduced to its last path component, stripped
+of control and shell-special characters and capped, and the extension always follows the
+sniffed format, so nothing a client sends can choose where the file lands or what it is
+served as. The same content uploaded under another name is hard-linked, not copied.
 
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
->>> p = store_upload(root, b"abc", "PNG")
->>> p.relative_to(root).parts[0], p.suffix, p.read_bytes()
-('ba', '.png', b'abc')
+>>> p = store_upload(root, b"abc", "PNG", name="../../holiday photo.jpeg")
+>>> p.relative_to(root).parts[0], p.name, p.read_bytes()
+('ba', 'holiday photo.png', b'abc')
 """
 
 from __future__ import annotations
@@ -12,28 +18,63 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 from ..core.fileio import atomic_write_bytes
 
-__all__ = ["store_upload", "upload_path"]
+__all__ = ["safe_upload_name", "store_upload", "upload_path"]
 
-_EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif"}
+_EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif",
+        "PPM": "ppm"}
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+_UNSAFE = re.compile(r"[^\w .,()+=@-]", re.UNICODE)
+_MAX_STEM = 100
 
 
-def upload_path(root: str | os.PathLike[str], sha256: str, fmt: str) -> Path:
-    """Where the upload with content ``sha256`` in format ``fmt`` (Pillow's name) lives."""
+def _ext(fmt: str) -> str:
+    return _EXT.get(fmt.upper(), re.sub(r"[^a-z0-9]", "", fmt.lower())[:8] or "bin")
+
+
+def safe_upload_name(name: str | None, fmt: str) -> str:
+    """A harmless file name for an upload called ``name`` whose content is ``fmt``.
+
+    >>> safe_upload_name("C:\\\\Users\\\\me\\\\IMG_0001.JPG", "JPEG")
+    'IMG_0001.jpg'
+    >>> safe_upload_name("<img src=x onerror=alert(1)>.png", "PNG")
+    '_img src=x onerror=alert(1)_.png'
+    >>> safe_upload_name("..", "GIF"), safe_upload_name(None, "PNG")
+    ('upload.gif', 'upload.png')
+    """
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = "".join(ch for ch in unicodedata.normalize("NFC", base) if unicodedata.category(ch)[0] != "C")
+    stem = os.path.splitext(base)[0] if "." in base.lstrip(".") else base
+    stem = _UNSAFE.sub("_", stem).strip(" .")[:_MAX_STEM].strip(" .")
+    return f"{stem or 'upload'}.{_ext(fmt)}"
+
+
+def upload_path(root: str | os.PathLike[str], sha256: str, fmt: str, name: str | None = None) -> Path:
+    """Where the upload with content ``sha256`` in format ``fmt`` (Pillow's name), sent as
+    ``name``, lives."""
     if not _SHA.match(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
-    ext = _EXT.get(fmt.upper(), re.sub(r"[^a-z0-9]", "", fmt.lower())[:8] or "bin")
-    return Path(root) / sha256[:2] / f"{sha256}.{ext}"
+    return Path(root) / sha256[:2] / sha256 / safe_upload_name(name, fmt)
 
 
-def store_upload(root: str | os.PathLike[str], data: bytes, fmt: str, *, sha256: str | None = None) -> Path:
-    """Write ``data`` atomically under ``root`` (once: same content, same file); return the path."""
+def store_upload(root: str | os.PathLike[str], data: bytes, fmt: str, *, sha256: str | None = None,
+                 name: str | None = None) -> Path:
+    """Write ``data`` atomically under ``root`` (once per content and name); return the path."""
     sha = sha256 or hashlib.sha256(data).hexdigest()
-    path = upload_path(root, sha, fmt)
-    if not (path.is_file() and path.stat().st_size == len(data)):
-        atomic_write_bytes(path, data)
+    path = upload_path(root, sha, fmt, name)
+    if path.is_file() and path.stat().st_size == len(data):
+        return path
+    folder = path.parent
+    for other in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if other.is_file() and not other.name.startswith(".") and other.stat().st_size == len(data):
+            try:
+                os.link(other, path)  # same content under another name: no second copy
+                return path
+            except OSError:
+                break
+    atomic_write_bytes(path, data)
     return path

@@ -74,7 +74,7 @@ def test_upload_is_stored_in_the_catalog(served, images):
     r = client.post("/v1/analyze", files={"file": ("coffee.png", images["coffee.png"])}, headers=auth(keys["admin"]))
     sha = r.json()["sha256"]
     settings = app.state.px.settings
-    kept = settings.uploads_dir / sha[:2] / f"{sha}.png"
+    kept = settings.uploads_dir / sha[:2] / sha / "coffee.png"  # under the name it was sent as
     assert kept.read_bytes() == images["coffee.png"]
     with sqlite3.connect(settings.db) as con:
         files = con.execute("SELECT path, size, status FROM files WHERE sha256=?", (sha,)).fetchall()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import pytest
@@ -125,12 +126,19 @@ def test_fetch_url_follows_only_allowed_redirects():
 
 def test_store_upload(tmp_path):
     data = b"\x89PNG fake"
-    path = store_upload(tmp_path, data, "PNG")
-    assert path.read_bytes() == data and path.parent.parent == tmp_path and path.suffix == ".png"
-    assert store_upload(tmp_path, data, "PNG") == path  # idempotent
+    path = store_upload(tmp_path, data, "PNG", name="scan 1.png")
+    assert path.read_bytes() == data and path.parent.parent.parent == tmp_path and path.name == "scan 1.png"
+    assert store_upload(tmp_path, data, "PNG", name="scan 1.png") == path  # idempotent
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
+    # the same content under another name: a hard link, not a second copy
+    other = store_upload(tmp_path, data, "PNG", name="copy.png")
+    assert other.parent == path.parent and os.path.samefile(other, path)
+    # client names never choose the folder or the type
+    for hostile in ("../../../etc/passwd", "..\\..\\x.exe", "/abs/evil.svg", "a\x00b.png", "\u202etxt.exe"):
+        p = store_upload(tmp_path, data, "PNG", name=hostile)
+        assert p.parent == path.parent and p.suffix == ".png" and p.resolve().is_relative_to(tmp_path.resolve())
     with pytest.raises(ValueError):
         upload_path(tmp_path, "../../etc/passwd", "PNG")
     assert upload_path(tmp_path, "a" * 64, "JPEG").suffix == ".jpg"
     assert json.dumps(str(upload_path(tmp_path, "a" * 64, "we/ird")))  # odd formats cannot escape the folder
-    assert upload_path(tmp_path, "a" * 64, "we/ird").parent == tmp_path / "aa"
+    assert upload_path(tmp_path, "a" * 64, "we/ird").parent == tmp_path / "aa" / ("a" * 64)
