@@ -240,3 +240,54 @@ async def analyze_batch(request: Request, principal: Principal = Depends(require
         if isinstance(outcome, BaseException):
             raise outcome
     return JSONResponse({"results": [_answer(a, tasks) for a in outcomes]})  # type: ignore[arg-type]
+
+
+_SIMILAR_BODY = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary", "description": "the query image"}},
+    }}}},
+    "responses": {"200": {"description": '{"items": [{"sha256", "path", "score"}], "note"}, nearest first'},
+                  "409": {"description": "the server runs without the embed task"}},
+}
+
+
+@router.post("/similar", summary="Catalogued images visually similar to an uploaded one", openapi_extra=_SIMILAR_BODY)
+async def similar_to_upload(request: Request, k: int = 12,
+                            principal: Principal = Depends(require("viewer"))) -> JSONResponse:
+    """Embed the upload with the server's model (it is not stored) and return its nearest
+    catalogued images, like ``pixsight search --similar NEW_IMAGE``."""
+    from ..catalog.search import hits_for
+    from ..catalog.vectors import VectorIndexError, similar
+
+    if not 1 <= k <= 100:
+        raise ApiError(422, "ValidationError", "k: must be between 1 and 100")
+    px = request.app.state.px
+    batcher = _batcher(px)
+    if "embed" not in px.tasks:
+        raise ApiError(409, "Conflict", "this server runs without the embed task (pixsight serve --tasks ...,embed)")
+    batcher.reject_if_full()
+    form = await _form(request, max_files=1)
+    try:
+        data, name = await _read_upload(form.get("file"))
+    finally:
+        await form.close()
+    try:
+        image, decode_ms = await run_in_threadpool(_decode, data, name, px.analyzer)
+    except UnsupportedFormatError as err:
+        raise ApiError(415, "UnsupportedFormatError", printable(str(err))) from None
+    except ImageTooLargeError as err:
+        raise ApiError(413, "ImageTooLargeError", printable(str(err))) from None
+    analysis = await batcher.submit(image, name=name, decode_ms=decode_ms, store=False)
+    if analysis.status != "ok" or "embed" not in analysis.results:
+        error = analysis.error or analysis.task_errors.get("embed") or {"type": "PixsightError",
+                                                                        "message": "no embedding"}
+        raise ApiError(422, error.get("type", "PixsightError"), printable(f"cannot embed {name}: {error['message']}"))
+    db = px.settings.db
+    try:
+        scored = await run_in_threadpool(similar, db, analysis.results["embed"].vector, k=k)
+    except VectorIndexError as err:  # an empty catalog: nothing to compare with
+        return JSONResponse({"items": [], "note": printable(err.message)})
+    hits = await run_in_threadpool(hits_for, db, scored)
+    return JSONResponse({"items": [{"sha256": h.sha256, "path": printable(h.paths[0]) if h.paths else h.sha256,
+                                    "score": h.score} for h in hits], "note": None})

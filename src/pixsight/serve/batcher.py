@@ -80,6 +80,7 @@ class _Job:
     name: str
     data: bytes | None
     decode_ms: float
+    store: bool = True  # False: a query image (answered, counted, never stored)
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -202,14 +203,15 @@ class Batcher:
 
     # -- submitting -------------------------------------------------------------------------
     def submit_nowait(self, image: LoadedImage, *, name: str, data: bytes | None = None,
-                      decode_ms: float = 0.0) -> Future:
+                      decode_ms: float = 0.0, store: bool = True) -> Future:
         """Queue one decoded image; returns a ``concurrent.futures.Future`` of its Analysis.
+        ``store=False`` skips ``on_result`` (a query image that must not join the catalog).
 
         Raises:
             QueueFullError: the queue holds ``queue_size`` images already (at once, no waiting).
             DrainingError: the batcher is draining or closed.
         """
-        job = _Job(image=image, name=name, data=data, decode_ms=float(decode_ms))
+        job = _Job(image=image, name=name, data=data, decode_ms=float(decode_ms), store=store)
         with self._lock:
             if self._draining:
                 raise DrainingError("the server is shutting down and takes no new images")
@@ -221,13 +223,13 @@ class Batcher:
         return job.future
 
     async def submit(self, image: LoadedImage, *, name: str, data: bytes | None = None,
-                     decode_ms: float = 0.0) -> Analysis:
+                     decode_ms: float = 0.0, store: bool = True) -> Analysis:
         """Queue one decoded image and wait for its analysis (raises at once when full).
 
         An exception of the analyzer on this image's batch is raised here (the route turns
         it into a 500 error body); cancelling the awaiting task drops a still-queued image.
         """
-        future = self.submit_nowait(image, name=name, data=data, decode_ms=decode_ms)
+        future = self.submit_nowait(image, name=name, data=data, decode_ms=decode_ms, store=store)
         return await asyncio.wrap_future(future)
 
     # -- worker -----------------------------------------------------------------------------
@@ -316,7 +318,7 @@ class Batcher:
     def _complete(self, batch: list[_Job], analyses: list[Analysis]) -> None:
         """Store each result (``on_result``), count it, then answer its caller."""
         for job, analysis in zip(batch, analyses):
-            if self.on_result is not None:
+            if self.on_result is not None and job.store:
                 try:
                     self.on_result(analysis, job.data)
                 except Exception:  # noqa: BLE001 - the caller still gets its analysis

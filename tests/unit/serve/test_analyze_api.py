@@ -208,3 +208,25 @@ def test_queue_full_is_429_overloaded_and_draining_is_503(served, images):
         assert r.status_code == 503 and "shutting down" in r.json()["error"]["message"]
     finally:
         px.batcher, px.draining = real, False
+
+
+def test_similar_to_an_upload_finds_its_near_copy_and_keeps_the_query_out(served, images):
+    """POST /v1/similar embeds the upload with the server's model, answers the nearest
+    catalogued images (a near copy first) and never stores the query image."""
+    app, client, keys = served
+    for name in ("cat.jpg", "coffee.png", "camera.png"):
+        assert client.post("/v1/analyze", files={"file": (name, images[name])},
+                           headers=auth(keys["viewer"])).status_code == 200
+    near_cat = _encode(np.ascontiguousarray(data.chelsea()[10:-10, 15:-5, :]), "JPEG")  # a crop of the cat
+    r = client.post("/v1/similar?k=2", files={"file": ("query.jpg", near_cat)}, headers=auth(keys["viewer"]))
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert len(items) == 2 and items[0]["path"].endswith("cat.jpg")
+    assert items[0]["score"] >= items[1]["score"]
+    with sqlite3.connect(app.state.px.settings.db) as con:
+        assert con.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 3  # the query was not kept
+    assert client.post("/v1/similar", files={"file": ("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")},
+                       headers=auth(keys["viewer"])).status_code == 415
+    assert client.post("/v1/similar?k=0", files={"file": ("q.jpg", near_cat)},
+                       headers=auth(keys["viewer"])).status_code == 422
+    assert client.post("/v1/similar", files={"file": ("q.jpg", near_cat)}).status_code == 401
