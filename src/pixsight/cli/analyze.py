@@ -120,7 +120,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         if annotate_dir is not None:
             from ..viz.annotate import save_annotated
 
-        from ..faces.gallery import name_faces, names_in
+        from ..faces.naming import name_faces, names_in
 
         seen_people: dict[str, int] = {}
         naming_failed: list[str] = []

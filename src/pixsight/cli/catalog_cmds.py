@@ -58,7 +58,7 @@ def run_show(args: argparse.Namespace) -> int:
                                          with_vectors=args.with_vectors)
         assert analysis is not None
         try:  # faces get `person` / `person_distance` when the catalog has a gallery
-            from ..faces.gallery import name_faces
+            from ..faces.naming import name_faces
 
             analysis = name_faces(catalog.path, analysis)
         except PixsightError as err:

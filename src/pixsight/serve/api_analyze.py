@@ -160,11 +160,9 @@ def _name_faces(db: Any, analysis: Analysis) -> Analysis:
     """Name the analysis' faces against the catalog's gallery (a no-op without one)."""
     if analysis.status != "ok" or "faces" not in analysis.results:
         return analysis
-    from ..faces import gallery
+    from ..faces.naming import name_faces
 
-    if not hasattr(gallery, "name_faces"):
-        return analysis
-    return gallery.name_faces(db, analysis)
+    return name_faces(db, analysis)
 
 
 def _upload_name(upload: UploadFile) -> str:

@@ -2,7 +2,7 @@
 stats. Every route needs a ``viewer`` key; enrolling and removing people need ``admin``.
 
 Routes only parse and format: listing is :func:`pixsight.catalog.search.search_page`, detail
-is ``Catalog.load_analysis`` + :func:`pixsight.faces.gallery.name_faces`, similarity is
+is ``Catalog.load_analysis`` + :func:`pixsight.faces.naming.name_faces`, similarity is
 :func:`pixsight.catalog.vectors.similar`, people are :mod:`pixsight.faces.gallery`, models
 are the registry rows of ``pixsight models list --json``.
 
@@ -188,7 +188,7 @@ def _not_found(sha: str) -> ApiError:
 
 def _cards(db: Path, hits: list[Any]) -> list[ImageCard]:
     """Cards for search hits, in order: one query per kind of fact for the whole page."""
-    from ..faces.gallery import people_in
+    from ..faces.naming import people_in
     from ..review.queue import latest_decisions
 
     shas = [h.sha256 for h in hits]
@@ -266,7 +266,7 @@ router.add_api_route("/search", list_images, methods=["GET"], response_model=Ima
 @router.get("/images/{sha256}", response_model=ImageDetail, summary="One image: analysis, paths, people, reviews")
 def get_image(request: Request, sha256: str, principal: Principal = viewer) -> ImageDetail:
     from ..catalog.store import Catalog
-    from ..faces.gallery import name_faces, names_in
+    from ..faces.naming import name_faces, names_in
     from ..review.queue import history
 
     sha = check_sha(sha256)

@@ -13,7 +13,7 @@ from pixsight.catalog.search import SearchPage, count_matches, search, search_pa
 from pixsight.catalog.store import Catalog
 from pixsight.core.errors import ConfigError
 from pixsight.core.types import Analysis, Classification, Faces
-from pixsight.faces import gallery
+from pixsight.faces import gallery, naming
 
 MODEL = "faces@1"
 
@@ -106,7 +106,7 @@ def test_search_by_person(db):
     assert count_matches(db, shas=ann, needs_review=True) == 1
     with pytest.raises(gallery.UnknownPersonError, match="no person 'carl'"):
         gallery.find_person(db, "carl")
-    people = gallery.people_in(db, [h.sha256 for h in search(db)])
+    people = naming.people_in(db, [h.sha256 for h in search(db)])
     assert sorted(people[hashlib.sha256(b"img5.jpg").hexdigest()]) == ["ann", "bob"]
     assert people[hashlib.sha256(b"img3.jpg").hexdigest()] == []          # a face, but nobody enrolled
 

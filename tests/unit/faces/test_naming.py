@@ -21,7 +21,8 @@ from pixsight.core.errors import ConfigError
 from pixsight.core.schema import validate_analysis_dict
 from pixsight.core.types import Analysis, Faces
 from pixsight.faces import gallery
-from pixsight.faces.gallery import UNKNOWN, name_faces, names_in, people_in
+from pixsight.faces.gallery import UNKNOWN
+from pixsight.faces.naming import name_faces, names_in, people_in
 
 MODEL = "faces@1"
 

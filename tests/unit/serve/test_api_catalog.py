@@ -166,8 +166,13 @@ def test_detail(client, built):
 def test_bad_or_unknown_sha_is_404(client, bad):
     for suffix in ("", "/file", "/thumb", "/similar"):
         r = get(client, f"/v1/images/{bad}{suffix}")
-        assert r.status_code == 404, (bad, suffix, r.status_code)
         assert "root:" not in r.text
+        if bad == ".." and suffix == "/similar":
+            # the client normalises /v1/images/../similar to /v1/similar, a POST-only route:
+            # the request never reaches an image route at all
+            assert r.status_code == 405, r.status_code
+            continue
+        assert r.status_code == 404, (bad, suffix, r.status_code)
         if r.headers.get("content-type", "").startswith("application/json"):
             assert r.json()["error"]["type"] == "NotFound"
 
