@@ -255,6 +255,31 @@ def run_mode(max_batch: int, images: list[bytes], warmup: list[bytes], args: arg
             "mean_batch": (after[0] - before[0]) / batches if batches else float("nan")}
 
 
+def model_ceiling(seconds: float = 3.0) -> tuple[float, float]:
+    """ms per image of the classify/embed ONNX model alone, one image per call vs batches of 8,
+    in a session set up like the server's (both cores, no spinning): the most batching can buy
+    on this machine before any per-request work."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from pixsight.core.config import AnalyzeConfig
+    from pixsight.pipeline.analyzer import Analyzer
+
+    with Analyzer(AnalyzeConfig(tasks=("classify", "embed"))) as analyzer:
+        stage = analyzer.stages[0]
+        session = getattr(stage, "_session", None)
+        if session is None:  # the stage runs in another process: no direct session to time
+            return float("nan"), float("nan")
+        x = np.random.default_rng(0).random((8, 3, stage._size, stage._size), dtype=np.float32)
+        out = []
+        for bs in (1, 8):
+            session.run(stage._fetch, {stage._input: x[:bs]})
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                session.run(stage._fetch, {stage._input: x[:bs]})
+                n += bs
+            out.append((time.perf_counter() - t0) / n * 1000)
+    return out[0], out[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
@@ -291,6 +316,9 @@ def main() -> int:
     ok = ratio >= TARGET and not failed
     if failed:
         print("some requests did not answer 200 (see the table)")
+    one, eight = model_ceiling()
+    print(f"model alone (ONNX Runtime, same session settings): {one:.2f} ms/img one per call, {eight:.2f} ms/img "
+          f"in batches of 8 -> batching can buy at most {one / eight:.2f}x of the model's time on this machine")
     print(f"RATIO batched/unbatched = {ratio:.2f}x (target >= {TARGET}x) {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
