@@ -41,6 +41,7 @@ demo: setup examples
 	$(PIXSIGHT) analyze examples/generated --db $(OUT)/demo/catalog.sqlite --jsonl $(OUT)/demo/results.jsonl \
 	  --annotate $(OUT)/demo/overlays --report $(OUT)/demo/report.html
 	@echo "open $(OUT)/demo/report.html to see what pixsight found"
+	@echo "or browse it: $(PIXSIGHT) serve --db $(OUT)/demo/catalog.sqlite  (then http://127.0.0.1:8000/)"
 
 test: setup
 	PIXSIGHT_HOME=$(CURDIR)/.pixsight-home $(PY) -m pytest -q

@@ -103,10 +103,12 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"pixsight: created admin key 'local-admin' (shown only this once; keep it):\n  {token}",
               file=sys.stderr, flush=True)
 
-    print(f"pixsight: starting on http://{settings.host}:{settings.port} over {settings.db} "
-          "(Ctrl-C or SIGTERM to stop)", file=sys.stderr, flush=True)
+    def show_start() -> None:
+        print(f"pixsight: starting on http://{settings.host}:{settings.port} over {settings.db} "
+              "(Ctrl-C or SIGTERM to stop)", file=sys.stderr, flush=True)
+
     try:
-        run_server(settings, on_new_key=show_key)
+        run_server(settings, on_new_key=show_key, on_starting=show_start)
     except ServerStartError as err:
         return fail(str(err), code=1)
     except PixsightError as err:  # refused before binding: keys, tasks, models, config

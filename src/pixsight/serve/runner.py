@@ -89,11 +89,12 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def run_server(settings: ServeSettings, *, on_new_key: Callable[[str], None] | None = None) -> None:
+def run_server(settings: ServeSettings, *, on_new_key: Callable[[str], None] | None = None,
+               on_starting: Callable[[], None] | None = None) -> None:
     """Serve ``settings`` until a signal; returns after a clean drain.
 
     ``on_new_key(token)`` is called when a ``local-admin`` key was just created (the CLI
-    prints it once to stderr).
+    prints it once to stderr); ``on_starting()`` once every check passed, just before binding.
 
     Raises:
         PixsightError: unsafe binding without keys, bad tasks/model/config (before binding).
@@ -120,6 +121,8 @@ def run_server(settings: ServeSettings, *, on_new_key: Callable[[str], None] | N
         log_level=logging.getLogger().getEffectiveLevel() if logging.getLogger().handlers else "info",
     )
     server = DrainingServer(config, on_signal=on_signal, drain_s=settings.drain_timeout_s)
+    if on_starting is not None:
+        on_starting()
     try:
         server.run()
     except SystemExit as err:  # uvicorn exits on a failed bind / start-up
