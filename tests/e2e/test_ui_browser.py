@@ -334,6 +334,15 @@ def test_review_flow_with_keyboard(page: Any, site: dict[str, Any]) -> None:
     page.mouse.up()
     assert page.locator("#overlay g[data-layer=fix] rect").count() == 1
     page.fill("#fix-label", "thing")
+    # a second box with its own label: starting it gives the first box "thing"
+    page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.1)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.3, steps=5)
+    page.mouse.up()
+    assert page.locator("#overlay g[data-layer=fix] rect").count() == 2
+    assert page.locator("#overlay g[data-layer=fix] text").all_text_contents() == ["thing"]
+    page.fill("#fix-label", "<b>other</b>")
+    shot(page, "review-fix")
     page.keyboard.press("Enter")
     page.wait_for_selector("#review-empty:not(.hidden)")
     shot(page, "review-empty")
@@ -350,7 +359,7 @@ def test_review_flow_with_keyboard(page: Any, site: dict[str, Any]) -> None:
     assert all(started - 1 <= r[5] <= time.time() + 1 for r in rows)
     assert "tabby" in rows[2][2] and "tiger cat" in rows[2][2]
     fixed = json.loads(rows[3][3])
-    assert [b["label"] for b in fixed] == ["thing"]
+    assert [b["label"] for b in fixed] == ["thing", "<b>other</b>"]
     con = sqlite3.connect(site["db"])
     try:
         width, height = con.execute("SELECT width, height FROM images WHERE sha256 = ?", (skipped,)).fetchone()
@@ -358,6 +367,8 @@ def test_review_flow_with_keyboard(page: Any, site: dict[str, Any]) -> None:
         con.close()
     expected = [0.2 * width, 0.2 * height, 0.6 * width, 0.7 * height]  # where the mouse went, in image pixels
     assert fixed[0]["box"] == pytest.approx(expected, abs=0.02 * max(width, height))
+    expected = [0.7 * width, 0.1 * height, 0.9 * width, 0.3 * height]
+    assert fixed[1]["box"] == pytest.approx(expected, abs=0.02 * max(width, height))
 
 
 def test_viewer_sees_read_only_review(page: Any, site: dict[str, Any]) -> None:

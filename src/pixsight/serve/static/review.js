@@ -164,11 +164,30 @@
     return PX.toImagePoint($("overlay"), ev, a.width || state.item.width, a.height || state.item.height);
   }
 
+  /* Each drawn box takes the label typed for it: the label field's value when the next box
+     is started, or when the decision is saved. Keeping the value lets several boxes of one
+     class be drawn in a row. */
+  function labelLastBox() {
+    var last = state.boxes[state.boxes.length - 1];
+    var label = $("fix-label").value.trim();
+    if (!last || last.label || !label) return;
+    last.label = label;
+    // the same on-screen size as the other overlay labels, however the image is scaled
+    var svgEl = $("overlay"), shown = svgEl.getBoundingClientRect(), vb = svgEl.viewBox.baseVal;
+    var scale = shown.width > 0 && vb && vb.width ? Math.max(vb.width / shown.width, vb.height / shown.height) : 1;
+    var size = Math.round(13 * scale * 10) / 10;
+    var t = PX.svg("text", { x: last.box[0] + 3 * scale, y: last.box[1] + size + 2 * scale, class: "ov-text",
+                             "font-size": size, "stroke-width": 2.5 * scale });
+    t.textContent = label;
+    svgEl.querySelector('g[data-layer="fix"]').appendChild(t);
+  }
+
   function wireDrawing() {
     var svgEl = $("overlay");
     svgEl.addEventListener("pointerdown", function (ev) {
       if (state.mode !== "fix" || !state.item) return;
       ev.preventDefault();
+      labelLastBox();
       var p = toImage(ev);
       var rect = PX.svg("rect", { x: p[0], y: p[1], width: 0, height: 0, class: "ov-fix" });
       document.querySelector('#overlay g[data-layer="fix"]').appendChild(rect);
@@ -191,8 +210,9 @@
       if (box[2] - box[0] < 2 || box[3] - box[1] < 2) {
         state.drag.rect.parentNode.removeChild(state.drag.rect);  // a click, not a box
       } else {
-        state.boxes.push(box);
-        $("fix-hint").textContent = state.boxes.length + " box(es) drawn; type the label, Enter saves";
+        state.boxes.push({ box: box, label: null });
+        $("fix-hint").textContent = state.boxes.length + " box(es) drawn; type this box's label, then draw " +
+          "the next or press Enter to save";
       }
       state.drag = null;
       var input = $("fix-label");
@@ -210,10 +230,11 @@
     });
     $("fix-form").addEventListener("submit", function (ev) {
       ev.preventDefault();
-      var label = $("fix-label").value.trim();
       if (!state.boxes.length) { status("Drag on the image to draw a box first", true); return; }
-      if (!label) { status("Type the label of the box(es)", true); return; }
-      decide("fix", { boxes: state.boxes.map(function (b) { return { box: b, label: label }; }) });
+      labelLastBox();
+      var missing = state.boxes.filter(function (b) { return !b.label; }).length;
+      if (missing) { status("Type the label of the last box", true); return; }
+      decide("fix", { boxes: state.boxes.map(function (b) { return { box: b.box, label: b.label }; }) });
     });
     document.querySelectorAll("#review-actions button[data-action]").forEach(function (btn) {
       btn.addEventListener("click", function () { act(btn.getAttribute("data-action")); });
