@@ -38,7 +38,7 @@ __all__ = ["AppState", "create_app", "ROUTER_MODULES"]
 
 log = logging.getLogger(__name__)
 
-ROUTER_MODULES = ("api_analyze", "api_catalog", "api_review", "api_monitor", "ui")
+ROUTER_MODULES = ("api_analyze", "api_catalog", "api_people", "api_review", "api_monitor", "ui")
 
 _STATUS_TYPES = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
