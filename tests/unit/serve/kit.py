@@ -31,7 +31,7 @@ from pixsight.serve.app import create_app
 from pixsight.serve.auth import SESSION_COOKIE
 from pixsight.serve.settings import ServeSettings
 
-__all__ = ["make_app", "auth", "ui_login", "session_login"]
+__all__ = ["make_app", "auth", "copy_catalog", "ui_login", "session_login"]
 
 
 def make_app(tmp_path: Path, *, load_models: bool = False, tasks: tuple[str, ...] | None = ("classify", "embed"),
@@ -42,6 +42,20 @@ def make_app(tmp_path: Path, *, load_models: bool = False, tasks: tuple[str, ...
     app = create_app(settings, analyzer=analyzer)
     keys = {role: app.state.px.keys.create(role, f"test-{role}")[1] for role in ("viewer", "reviewer", "admin")}
     return app, keys
+
+
+def copy_catalog(src: Path, dst: Path) -> Path:
+    """A consistent copy of the catalog at ``src`` (SQLite online backup, WAL included), so a
+    test can change its own copy of a catalog built once per module."""
+    import sqlite3
+
+    source, target = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return Path(dst)
 
 
 def auth(token: str) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pixsight.catalog.store import Catalog
 from pixsight.core.types import Analysis, Faces
 from pixsight.review import queue
 from tests.unit.review import build_catalog, png_bytes
-from tests.unit.serve.kit import auth, make_app
+from tests.unit.serve.kit import auth, copy_catalog, make_app
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +47,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture()
 def client(built, tmp_path):
-    db = tmp_path / "c.sqlite"
-    src, dst = sqlite3.connect(built.db), sqlite3.connect(db)
-    src.backup(dst)
-    src.close()
-    dst.close()
+    db = copy_catalog(built.db, tmp_path / "c.sqlite")
     app, keys = make_app(tmp_path, db=db)
     with TestClient(app) as c:
         c.keys = keys

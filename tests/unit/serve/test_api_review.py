@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import zipfile
 
 import pytest
@@ -12,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from pixsight.review import queue
 from tests.unit.review import build_catalog
-from tests.unit.serve.kit import auth, make_app, session_login
+from tests.unit.serve.kit import auth, copy_catalog, make_app, session_login
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +21,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture()
 def client(built, tmp_path):
-    db = tmp_path / "c.sqlite"
-    src, dst = sqlite3.connect(built.db), sqlite3.connect(db)
-    src.backup(dst)
-    src.close()
-    dst.close()
+    db = copy_catalog(built.db, tmp_path / "c.sqlite")
     app, keys = make_app(tmp_path, db=db)
     info, keys["reviewer2"] = app.state.px.keys.create("reviewer", "second")
     with TestClient(app) as c:
