@@ -14,6 +14,7 @@ __all__ = [
     "ImageDecodeError",
     "ImageTooLargeError",
     "UnsupportedFormatError",
+    "NotFoundError",
     "UnknownModelError",
     "WeightsError",
     "ModelUnavailableError",
@@ -59,7 +60,18 @@ class ImageTooLargeError(ImageDecodeError):
         super().__init__(message, path=path)
 
 
-class UnknownModelError(PixsightError):
+class NotFoundError(PixsightError):
+    """The thing asked for (an image, a person, a key, a model, a dataset, ...) does not exist.
+
+    Every "not found" error derives from it, so the HTTP layer answers 404 for all of them
+    with one ``isinstance`` check.
+
+    >>> issubclass(UnknownModelError, NotFoundError)
+    True
+    """
+
+
+class UnknownModelError(NotFoundError):
     """No registry entry has this name."""
 
 
