@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import DatasetFormatError, PixsightError
+from ..core.errors import DatasetFormatError, NotFoundError, PixsightError
 from .dataset import Dataset
 
 __all__ = ["DatasetEntry", "DatasetStatus", "UnknownDatasetError", "NAME_PATTERN", "register_dataset",
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class UnknownDatasetError(DatasetFormatError):
+class UnknownDatasetError(NotFoundError, DatasetFormatError):
     """No dataset is registered under this name (and no file or folder has it)."""
 
 

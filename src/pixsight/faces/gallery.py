@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import ConfigError, PixsightError
+from ..core.errors import ConfigError, NotFoundError, PixsightError
 from ..core.types import Faces
 
 __all__ = [
@@ -77,7 +77,7 @@ class GalleryError(PixsightError):
     """An image could not be enrolled, or the gallery cannot answer the question asked."""
 
 
-class UnknownPersonError(GalleryError):
+class UnknownPersonError(NotFoundError, GalleryError):
     """A name that is not in the gallery."""
 
 

@@ -24,17 +24,17 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..core.errors import (ConfigError, ImageTooLargeError, PixsightError, UnknownModelError,
-                           UnsupportedFormatError)
+from ..core.errors import ConfigError, ImageTooLargeError, NotFoundError, PixsightError, UnsupportedFormatError
 from ..core.fileio import printable
 from ..core.types import Analysis
 from .auth import ROLES, ApiError, Principal, RateLimiter, SessionStore, require
+from .batcher import DrainingError, QueueFullError
 from .keys import KeyStore
 from .security import SECURITY_HEADERS, SecurityHeadersMiddleware, UploadLimitMiddleware, add_cors
 from .settings import ServeSettings
 from .storage import store_upload
 
-__all__ = ["AppState", "create_app", "ROUTER_MODULES"]
+__all__ = ["AppState", "create_app", "ROUTER_MODULES", "ERROR_STATUS", "pixsight_error_status"]
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +88,29 @@ def _error_response(status: int, error_type: str, message: str, headers: dict[st
     return JSONResponse({"error": {"type": error_type, "message": message}}, status_code=status, headers=headers)
 
 
+#: Error class -> HTTP status, most specific first; the first ``isinstance`` match wins.
+ERROR_STATUS: tuple[tuple[type[PixsightError], int], ...] = (
+    (UnsupportedFormatError, 415),
+    (ImageTooLargeError, 413),
+    (NotFoundError, 404),
+    (QueueFullError, 429),
+    (DrainingError, 503),
+)
+
+
 def pixsight_error_status(err: PixsightError) -> int:
-    """The HTTP status of a :class:`PixsightError` from the Python API (400 unless mapped)."""
-    if isinstance(err, UnsupportedFormatError):
-        return 415
-    if isinstance(err, ImageTooLargeError):
-        return 413
-    if isinstance(err, UnknownModelError) or type(err).__name__ in ("NotFoundError", "UnknownItemError"):
-        return 404
-    if type(err).__name__ in ("QueueFullError",):
-        return 429
-    if type(err).__name__ in ("DrainingError",):
-        return 503
+    """The HTTP status of a :class:`PixsightError` from the Python API (400 unless mapped).
+
+    Every :class:`~pixsight.core.errors.NotFoundError` (unknown model, person, dataset,
+    image, ...) is 404, whatever module raised it.
+
+    >>> from pixsight.core.errors import UnknownModelError, ConfigError
+    >>> pixsight_error_status(UnknownModelError("no such model")), pixsight_error_status(ConfigError("bad"))
+    (404, 400)
+    """
+    for error_type, status in ERROR_STATUS:
+        if isinstance(err, error_type):
+            return status
     return 400
 
 
@@ -124,8 +135,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def pixsight_error(request: Request, exc: PixsightError) -> Response:
         status = pixsight_error_status(exc)
         headers = {"Retry-After": "1"} if status in (429, 503) else None
-        error_type = "Overloaded" if exc.type == "QueueFullError" else exc.type
-        return _error_response(status, error_type, printable(str(exc)), headers)
+        return _error_response(status, exc.type, printable(str(exc)), headers)
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
