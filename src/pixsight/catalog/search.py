@@ -1,7 +1,8 @@
 """Full-text search over the catalog (SQLite FTS5 in the same file), kept in sync lazily.
 
-The index lives in three tables next to the catalog's own (``search_fts``, ``search_docs``,
-``search_labels``) plus ``search_rows`` (sha256 -> FTS row) and ``search_state``, which
+The index lives in tables of the catalog's schema (:mod:`pixsight.catalog.storage`): the
+backend's full-text index (FTS5: ``search_fts`` and ``search_rows``), ``search_docs``,
+``search_labels`` and ``search_state``, which
 remembers the newest ``results.created``, ``files.seen`` and ``analyses.updated`` already
 indexed. Every :func:`search` first re-indexes
 the images touched since then, so the analyze write path needs no change.
@@ -28,35 +29,20 @@ import datetime as _dt
 import json
 import logging
 import os
-import sqlite3
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
-from .store import TIME_INDEXES
-
-from ..core.errors import CatalogError, ConfigError
+from ..core.errors import ConfigError
 from ..core.fileio import printable_path
+from .storage import SQLITE, Session, open_session
 
 __all__ = ["SearchHit", "SearchPage", "search", "search_page", "count_matches", "hits_for", "sync_index",
            "fts_query", "parse_date"]
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(
-    sha256 UNINDEXED, text, labels, names, tokenize = 'unicode61 remove_diacritics 2');
-CREATE TABLE IF NOT EXISTS search_docs (
-    sha256 TEXT PRIMARY KEY, labels TEXT NOT NULL, has_text INTEGER NOT NULL, has_faces INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS search_labels (
-    sha256 TEXT NOT NULL, label TEXT NOT NULL COLLATE NOCASE, PRIMARY KEY (sha256, label));
-CREATE INDEX IF NOT EXISTS search_labels_label ON search_labels (label);
-CREATE TABLE IF NOT EXISTS search_state (key TEXT PRIMARY KEY, value REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS search_rows (sha256 TEXT PRIMARY KEY, fts_rowid INTEGER NOT NULL) WITHOUT ROWID;
-""" + TIME_INDEXES  # the sync scans below use them; also made here for catalogs only ever searched since
-
 # (state key, SQL giving the sha256s changed since ?, SQL giving the newest stamp). Each is a
-# range search on the time index of store.TIME_INDEXES (no DISTINCT, and "+sha256" keeps the
+# range search on a time index of the schema (storage.sqlite_schema) (no DISTINCT, and "+sha256" keeps the
 # planner off the sha256 indexes: the caller collects the hashes in a set).
 _SOURCES = (
     ("results.created", "SELECT sha256 FROM results WHERE created >= ?", "SELECT MAX(created) FROM results"),
@@ -97,10 +83,7 @@ def fts_query(text: str) -> str:
     >>> fts_query("cat photo")
     '"cat"* "photo"*'
     """
-    # control characters (NUL ends a C string inside FTS5's parser) become spaces
-    text = "".join(" " if ord(c) < 32 or c == "\x7f" else c for c in text)
-    words = [w for w in text.split() if w]
-    return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+    return SQLITE.fts.query(text)
 
 
 def parse_date(value: str | _dt.date | float | None, *, end: bool = False) -> float | None:
@@ -127,22 +110,11 @@ def parse_date(value: str | _dt.date | float | None, *, end: bool = False) -> fl
     return (start + _dt.timedelta(days=1)).timestamp() - 1e-6 if end else start.timestamp()
 
 
-def _connect(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
-    path = Path(db_path)
-    if not path.is_file():
-        raise CatalogError(f"no catalog at {path}; run `pixsight analyze` first or pass --db", path=str(path))
-    try:
-        db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name='results'").fetchone() is None:
-            db.close()
-            raise CatalogError(f"{path} is not a pixsight catalog", path=str(path))
-        db.executescript(_SCHEMA)
-    except sqlite3.DatabaseError as err:
-        raise CatalogError(f"cannot open catalog for search: {err}", path=str(path)) from err
-    return db
+def _connect(db_path: str | os.PathLike[str]) -> Session:
+    return open_session(db_path, mode="existing", what="search failed")
 
 
-def _document(db: sqlite3.Connection, sha: str) -> tuple[str, list[str], list[str], bool, bool, str]:
+def _document(db: Session, sha: str) -> tuple[str, list[str], list[str], bool, bool, str]:
     """(ocr text, classify labels, detected labels, has_text, has_faces, names) of one image."""
     text, top, detected, has_faces = "", [], [], False
     for task, payload in db.execute(
@@ -169,49 +141,37 @@ def _document(db: sqlite3.Connection, sha: str) -> tuple[str, list[str], list[st
 def sync_index(db_path: str | os.PathLike[str]) -> int:
     """Bring the search index up to date with the catalog; returns how many images were
     (re-)indexed. Called by :func:`search`; cheap when nothing changed."""
-    db = _connect(db_path)
-    try:
+    with _connect(db_path) as db:
         return _sync(db)
-    finally:
-        db.close()
 
 
-def _sync(db: sqlite3.Connection) -> int:
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        state = dict(db.execute("SELECT key, value FROM search_state").fetchall())
+def _sync(db: Session) -> int:
+    fts = db.backend.fts
+    with db.claim():
+        state = dict(db.all("SELECT key, value FROM search_state"))
         if state.get("layout") != _LAYOUT:
-            for table in ("search_fts", "search_docs", "search_labels", "search_state", "search_rows"):
+            fts.clear(db)
+            for table in ("search_docs", "search_labels", "search_state"):
                 db.execute(f"DELETE FROM {table}")
             state = {}
         changed: set[str] = set()
         newest: dict[str, float] = {"layout": _LAYOUT}
         for key, changed_sql, max_sql in _SOURCES:
             # ">=": rows written in the same instant as the last indexed one are re-indexed (idempotent)
-            changed.update(r[0] for r in db.execute(changed_sql, (state.get(key, float("-inf")),)))
-            top = db.execute(max_sql).fetchone()[0]
+            changed.update(db.column(changed_sql, (state.get(key, float("-inf")),)))
+            top = db.scalar(max_sql)
             if top is not None:
                 newest[key] = top
+        add_label = db.backend.insert_ignore("search_labels", ["sha256", "label"], ["sha256", "label"])
+        put_doc = db.backend.upsert("search_docs", ["sha256", "labels", "has_text", "has_faces"], ["sha256"])
         for sha in changed:
             text, top, detected, has_text, has_faces, names = _document(db, sha)
             labels = list(dict.fromkeys([*top, *detected]))
-            row = db.execute("SELECT fts_rowid FROM search_rows WHERE sha256=?", (sha,)).fetchone()
-            if row is not None:
-                db.execute("DELETE FROM search_fts WHERE rowid=?", (row[0],))
+            fts.put(db, sha, text, " ".join(labels), names)
             db.execute("DELETE FROM search_labels WHERE sha256=?", (sha,))
-            cur = db.execute("INSERT INTO search_fts (rowid, sha256, text, labels, names) VALUES (?, ?, ?, ?, ?)",
-                             (None if row is None else row[0], sha, text, " ".join(labels), names))
-            if row is None:
-                db.execute("INSERT INTO search_rows VALUES (?, ?)", (sha, cur.lastrowid))
-            db.executemany("INSERT OR IGNORE INTO search_labels VALUES (?, ?)", [(sha, lab) for lab in labels])
-            db.execute("INSERT OR REPLACE INTO search_docs VALUES (?, ?, ?, ?)",
-                       (sha, json.dumps(labels), int(has_text), int(has_faces)))
-        db.executemany("INSERT OR REPLACE INTO search_state VALUES (?, ?)", list(newest.items()))
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
+            db.executemany(add_label, [(sha, lab) for lab in labels])
+            db.execute(put_doc, (sha, json.dumps(labels), int(has_text), int(has_faces)))
+        db.executemany(db.backend.upsert("search_state", ["key", "value"], ["key"]), list(newest.items()))
     if changed:
         log.debug("search index: %d images re-indexed", len(changed))
     return len(changed)
@@ -320,23 +280,23 @@ def search_page(
         raise ConfigError("limit must be at least 1")
     lo, hi = parse_date(since), parse_date(until, end=True)
     wanted = None if shas is None else sorted(set(shas))
-    db = _connect(db_path)
-    try:
+    with _connect(db_path) as db:
         _sync(db)
         if wanted is not None and not wanted:
             return SearchPage([], 0 if with_total else -1, offset, limit)
-        where, params = _filters(label=label, has_text=has_text, has_faces=has_faces, needs_review=needs_review,
+        where, params = _filters(db, label=label, has_text=has_text, has_faces=has_faces, needs_review=needs_review,
                                  folder=folder, since=lo, until=hi, shas=wanted)
-        query = fts_query(text or "")
+        fts = db.backend.fts
+        query = fts.query(text or "")
         if query:
-            base = ("FROM search_fts f JOIN search_docs d ON d.sha256 = f.sha256 "
-                    f"LEFT JOIN analyses a ON a.sha256 = f.sha256 WHERE search_fts MATCH ? {where}")
+            table, match, score, snippet, order = fts.match()
+            base = (f"FROM {table} JOIN search_docs d ON d.sha256 = f.sha256 "
+                    f"LEFT JOIN analyses a ON a.sha256 = f.sha256 WHERE {match} {where}")
             params = [query, *params]
-            select = ("SELECT f.sha256, -bm25(search_fts, 1.0, 2.0, 1.5) AS score, "
-                      "snippet(search_fts, -1, '[', ']', '…', 10) ")
-            order = "ORDER BY bm25(search_fts, 1.0, 2.0, 1.5)"
+            select = f"SELECT f.sha256, {score} AS score, {snippet} "
+            order = f"ORDER BY {order}"
         else:  # a listing: analysed images only (not hashes known from unreadable files alone)
-            base = f"FROM analyses a JOIN search_docs d ON d.sha256 = a.sha256 WHERE 1 {where}"
+            base = f"FROM analyses a JOIN search_docs d ON d.sha256 = a.sha256 WHERE 1 = 1 {where}"
             select = "SELECT d.sha256, 0.0, '' "
             order = "ORDER BY a.updated DESC, d.sha256"
         rows = []
@@ -346,25 +306,18 @@ def search_page(
         if with_total:
             total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
         return SearchPage([_hit(db, sha, score, snip) for sha, score, snip in rows], total, offset, limit)
-    except sqlite3.DatabaseError as err:
-        raise CatalogError(f"search failed: {err}", path=str(db_path)) from err
-    finally:
-        db.close()
 
 
 def hits_for(db_path: str | os.PathLike[str], scored: Iterable[tuple[str, float]]) -> list[SearchHit]:
     """:class:`SearchHit` rows for ``(sha256, score)`` pairs from elsewhere (e.g. similar
     images), in the given order; hashes unknown to the catalog are skipped."""
-    db = _connect(db_path)
-    try:
+    with _connect(db_path) as db:
         _sync(db)
-        known = {r[0] for r in db.execute("SELECT sha256 FROM search_docs")}
+        known = set(db.column("SELECT sha256 FROM search_docs"))
         return [_hit(db, sha, float(score), "") for sha, score in scored if sha in known]
-    finally:
-        db.close()
 
 
-def _filters(*, label: str | None, has_text: bool | None, has_faces: bool | None, needs_review: bool | None,
+def _filters(db: Session, *, label: str | None, has_text: bool | None, has_faces: bool | None, needs_review: bool | None,
              folder: str | os.PathLike[str] | None, since: float | None, until: float | None,
              shas: list[str] | None = None) -> tuple[str, list[Any]]:
     """SQL ``AND ...`` clauses over ``d`` (search_docs) and ``a`` (analyses), with parameters."""
@@ -392,13 +345,14 @@ def _filters(*, label: str | None, has_text: bool | None, has_faces: bool | None
     if until is not None:
         where += " AND a.updated <= ?"
         params.append(until)
-    if shas is not None:  # one JSON parameter: no limit on how many
-        where += " AND d.sha256 IN (SELECT value FROM json_each(?))"
-        params.append(json.dumps(shas))
+    if shas is not None:  # one parameter: no limit on how many
+        sql, more = db.backend.in_values("d.sha256", shas)
+        where += f" AND {sql}"
+        params += more
     return where, params
 
 
-def _hit(db: sqlite3.Connection, sha: str, score: float, snippet: str) -> SearchHit:
+def _hit(db: Session, sha: str, score: float, snippet: str) -> SearchHit:
     paths = [r[0] for r in db.execute("SELECT path FROM files WHERE sha256=? AND status='ok' ORDER BY path", (sha,))]
     row = db.execute("SELECT labels FROM search_docs WHERE sha256=?", (sha,)).fetchone()
     review = db.execute("SELECT needs_review FROM analyses WHERE sha256=?", (sha,)).fetchone()

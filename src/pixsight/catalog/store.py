@@ -1,4 +1,5 @@
-"""The catalog: one SQLite file (WAL) holding images, analyses and per-task results.
+"""The catalog: one database (a SQLite file in WAL mode today) holding images, analyses and
+per-task results. The schema and its migrations live in :mod:`pixsight.catalog.storage`.
 
 Keys make every write idempotent:
 - ``images`` by content sha256 (identical files are one image);
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,129 +31,37 @@ import numpy as np
 from ..core.errors import CatalogError
 from ..core.fileio import printable_path
 from ..core.types import RESULT_TYPES, Analysis, Embedding, Faces
+from . import storage
+from .storage import SCHEMA_VERSION, connect_readonly
+from .storage import datasets as _datasets
 
-__all__ = ["Catalog", "SCHEMA_VERSION", "TIME_INDEXES", "connect_readonly", "default_db_path"]
+__all__ = ["Catalog", "SCHEMA_VERSION", "connect_readonly"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    sha256 TEXT PRIMARY KEY,
-    bytes INTEGER NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    format TEXT NOT NULL,
-    first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY,
-    sha256 TEXT,
-    size INTEGER,
-    mtime_ns INTEGER,
-    status TEXT NOT NULL,
-    error_type TEXT,
-    error_message TEXT,
-    seen REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS files_sha256 ON files (sha256);
-CREATE TABLE IF NOT EXISTS analyses (
-    sha256 TEXT PRIMARY KEY REFERENCES images (sha256),
-    needs_review INTEGER NOT NULL,
-    review_reasons TEXT NOT NULL,
-    timings TEXT NOT NULL,
-    task_errors TEXT NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS analyses_review ON analyses (needs_review);
-CREATE TABLE IF NOT EXISTS results (
-    sha256 TEXT NOT NULL REFERENCES images (sha256),
-    task TEXT NOT NULL,
-    model TEXT NOT NULL,
-    result TEXT NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (sha256, task, model)
-);
-CREATE TABLE IF NOT EXISTS embeddings (
-    sha256 TEXT NOT NULL REFERENCES images (sha256),
-    model TEXT NOT NULL,
-    dim INTEGER NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (sha256, model)
-);
-CREATE TABLE IF NOT EXISTS datasets (
-    name TEXT PRIMARY KEY,
-    format TEXT NOT NULL,
-    path TEXT NOT NULL,
-    task TEXT NOT NULL,
-    classes TEXT NOT NULL,
-    counts TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS face_embeddings (
-    sha256 TEXT NOT NULL REFERENCES images (sha256),
-    model TEXT NOT NULL,
-    face_index INTEGER NOT NULL,
-    dim INTEGER NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (sha256, model, face_index)
-);
-"""
-
-#: Indexes on the time columns the search index sync scans ("changed since") and the image
-#: list sorts by (newest first). Additive: older catalogs get them when next opened.
-TIME_INDEXES = """
-CREATE INDEX IF NOT EXISTS results_created ON results (created);
-CREATE INDEX IF NOT EXISTS analyses_updated ON analyses (updated);
-CREATE INDEX IF NOT EXISTS files_seen ON files (seen);
-"""
-
-
-def connect_readonly(db: str | os.PathLike[str], *, timeout: float = 30.0) -> sqlite3.Connection:
-    """A read-only connection to the catalog at ``db`` (readers beside the one writer; WAL).
-
-    The path becomes a ``file:`` URI with every special character escaped, so a folder named
-    ``a?b#c`` or ``100%`` opens the right file. Raises ``sqlite3.OperationalError`` when the
-    file does not exist (read-only never creates it).
-    """
-    return sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
-
-
-def default_db_path() -> Path:
-    """``./pixsight.sqlite`` in the current folder (what ``--db`` defaults to)."""
-    return Path("pixsight.sqlite")
+_FILE_COLUMNS = ("path", "sha256", "size", "mtime_ns", "status", "error_type", "error_message", "seen")
 
 
 class Catalog:
-    """Results store over one SQLite file. Use from one thread (the analyzer's writer)."""
+    """Results store over one catalog database. Use from one thread (the analyzer's writer).
+
+    Raises:
+        CatalogError: the file is not a database, or its schema is newer than this pixsight.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._db: sqlite3.Connection | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA + TIME_INDEXES)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise CatalogError(
-                    f"catalog schema {row[0]} is newer than this pixsight ({SCHEMA_VERSION}); upgrade pixsight",
-                    path=str(self.path),
-                )
-        except sqlite3.DatabaseError as err:
-            if getattr(self, "_db", None) is not None:
-                self._db.close()
-            raise CatalogError(f"cannot open catalog: {err}", path=str(self.path)) from err
+        self._db = storage.open_session(self.path, mode="create", what="catalog")
+        up = self._db.backend.upsert
+        self._upsert_file = up("files", _FILE_COLUMNS, ["path"])
+        self._upsert_image = up("images", ["sha256", "bytes", "width", "height", "format", "first_seen", "last_seen"],
+                                ["sha256"], ["last_seen"])
+        self._upsert_result = up("results", ["sha256", "task", "model", "result", "created"],
+                                 ["sha256", "task", "model"])
+        self._upsert_analysis = up("analyses", ["sha256", "needs_review", "review_reasons", "timings", "task_errors",
+                                                "updated"], ["sha256"])
+        # a replaced embedding gets a new row id: the vector index sees it as changed
+        self._replace_embedding = self._db.backend.replace("embeddings", ["sha256", "model", "dim", "vector"])
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -282,7 +190,8 @@ class Catalog:
         )
 
     def integrity_ok(self) -> bool:
-        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        """The database's own consistency check passed."""
+        return self._db.backend.integrity_ok(self._db)
 
     # -- writes ----------------------------------------------------------------------------
     def save(self, analysis: Analysis, *, path: str | None = None, size: int | None = None,
@@ -296,115 +205,60 @@ class Catalog:
         path = path or analysis.path
         db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            if analysis.status == "error" or analysis.sha256 is None or analysis.width is None:
-                err = analysis.error or {"type": "PixsightError", "message": "unknown error"}
-                db.execute(
-                    "INSERT INTO files (path, sha256, size, mtime_ns, status, error_type, error_message, seen) "
-                    "VALUES (?, ?, ?, ?, 'error', ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
-                    "sha256=excluded.sha256, size=excluded.size, mtime_ns=excluded.mtime_ns, status='error', "
-                    "error_type=excluded.error_type, error_message=excluded.error_message, seen=excluded.seen",
-                    (path, analysis.sha256, size, mtime_ns, err["type"], err["message"], now),
-                )
-                db.execute("COMMIT")
-                return
-            sha = analysis.sha256
-            db.execute(
-                "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET last_seen=excluded.last_seen",
-                (sha, analysis.bytes or size or 0, analysis.width, analysis.height, analysis.format or "", now, now),
-            )
-            db.execute(
-                "INSERT INTO files (path, sha256, size, mtime_ns, status, error_type, error_message, seen) "
-                "VALUES (?, ?, ?, ?, 'ok', NULL, NULL, ?) ON CONFLICT(path) DO UPDATE SET sha256=excluded.sha256, "
-                "size=excluded.size, mtime_ns=excluded.mtime_ns, status='ok', error_type=NULL, error_message=NULL, seen=excluded.seen",
-                (path, sha, size, mtime_ns, now),
-            )
-            for task, result in analysis.results.items():
-                model = analysis.models.get(task, "")
-                payload = json.dumps(result.to_dict(with_vectors=False), ensure_ascii=False)
-                db.execute(
-                    "INSERT INTO results VALUES (?, ?, ?, ?, ?) ON CONFLICT(sha256, task, model) DO UPDATE SET "
-                    "result=excluded.result, created=excluded.created",
-                    (sha, task, model, payload, now),
-                )
-                if isinstance(result, Embedding):
-                    db.execute(
-                        "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
-                        (sha, model, result.dim, result.vector.astype(np.float32).tobytes()),
-                    )
-                elif isinstance(result, Faces):
-                    # always drop the old vectors: a re-run without embeddings must not inherit them
-                    db.execute("DELETE FROM face_embeddings WHERE sha256=? AND model=?", (sha, model))
-                    db.executemany(
-                        "INSERT INTO face_embeddings VALUES (?, ?, ?, ?, ?)",
-                        [(sha, model, i, int(v.shape[0]), v.astype(np.float32).tobytes())
-                         for i, v in enumerate(result.embeddings if result.embeddings is not None else [])],
-                    )
-            db.execute(
-                "INSERT INTO analyses VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET "
-                "needs_review=excluded.needs_review, review_reasons=excluded.review_reasons, "
-                "timings=excluded.timings, task_errors=excluded.task_errors, updated=excluded.updated",
-                (sha, int(analysis.needs_review), json.dumps(analysis.review_reasons),
-                 json.dumps(analysis.timings_ms), json.dumps(analysis.task_errors), now),
-            )
-            db.execute("COMMIT")
-        except sqlite3.DatabaseError as err:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            with db.claim():
+                if analysis.status == "error" or analysis.sha256 is None or analysis.width is None:
+                    err = analysis.error or {"type": "PixsightError", "message": "unknown error"}
+                    db.execute(self._upsert_file,
+                               (path, analysis.sha256, size, mtime_ns, "error", err["type"], err["message"], now))
+                    return
+                self._save_ok(analysis, path, size, mtime_ns, now)
+        except db.backend.DatabaseError as err:
             raise CatalogError(f"cannot write analysis of {analysis.path}: {err}", path=str(self.path)) from err
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+
+    def _save_ok(self, analysis: Analysis, path: str, size: int | None, mtime_ns: int | None, now: float) -> None:
+        db, sha = self._db, analysis.sha256
+        db.execute(self._upsert_image,
+                   (sha, analysis.bytes or size or 0, analysis.width, analysis.height, analysis.format or "", now, now))
+        db.execute(self._upsert_file, (path, sha, size, mtime_ns, "ok", None, None, now))
+        for task, result in analysis.results.items():
+            model = analysis.models.get(task, "")
+            payload = json.dumps(result.to_dict(with_vectors=False), ensure_ascii=False)
+            db.execute(self._upsert_result, (sha, task, model, payload, now))
+            if isinstance(result, Embedding):
+                db.execute(self._replace_embedding, (sha, model, result.dim, result.vector.astype(np.float32).tobytes()))
+            elif isinstance(result, Faces):
+                # always drop the old vectors: a re-run without embeddings must not inherit them
+                db.execute("DELETE FROM face_embeddings WHERE sha256=? AND model=?", (sha, model))
+                db.executemany(
+                    "INSERT INTO face_embeddings (sha256, model, face_index, dim, vector) VALUES (?, ?, ?, ?, ?)",
+                    [(sha, model, i, int(v.shape[0]), v.astype(np.float32).tobytes())
+                     for i, v in enumerate(result.embeddings if result.embeddings is not None else [])],
+                )
+        db.execute(self._upsert_analysis,
+                   (sha, int(analysis.needs_review), json.dumps(analysis.review_reasons),
+                    json.dumps(analysis.timings_ms), json.dumps(analysis.task_errors), now))
 
     def touch_file(self, path: str, sha256: str, *, size: int | None, mtime_ns: int | None) -> None:
         """Record that ``path`` holds already-analysed content ``sha256`` (dedup / re-run)."""
-        self._db.execute(
-            "INSERT INTO files (path, sha256, size, mtime_ns, status, error_type, error_message, seen) "
-            "VALUES (?, ?, ?, ?, 'ok', NULL, NULL, ?) ON CONFLICT(path) DO UPDATE SET sha256=excluded.sha256, "
-            "size=excluded.size, mtime_ns=excluded.mtime_ns, status='ok', error_type=NULL, error_message=NULL, seen=excluded.seen",
-            (path, sha256, size, mtime_ns, time.time()),
-        )
+        self._db.execute(self._upsert_file, (path, sha256, size, mtime_ns, "ok", None, None, time.time()))
 
     # -- datasets (rows of pixsight.data.registry) -------------------------------------------
-    _DATASET_COLUMNS = ("name", "format", "path", "task", "classes", "counts", "fingerprint", "created", "updated")
-
     def put_dataset(self, entry: dict[str, Any]) -> bool:
         """Insert or update the dataset ``entry["name"]`` (``classes`` and ``counts`` are stored
         as JSON; ``created`` is kept on update). True when an existing entry was updated."""
-        now = time.time()
-        row = (entry["name"], entry["format"], entry["path"], entry["task"], json.dumps(entry["classes"]),
-               json.dumps(entry["counts"]), entry["fingerprint"], now, now)
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            existed = self._db.execute("SELECT 1 FROM datasets WHERE name=?", (entry["name"],)).fetchone() is not None
-            self._db.execute(
-                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-                "format=excluded.format, path=excluded.path, task=excluded.task, classes=excluded.classes, "
-                "counts=excluded.counts, fingerprint=excluded.fingerprint, updated=excluded.updated", row)
-            self._db.execute("COMMIT")
-        except sqlite3.DatabaseError as err:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
+            return _datasets.put(self._db, entry)
+        except self._db.backend.DatabaseError as err:
             raise CatalogError(f"cannot register dataset {entry['name']!r}: {err}", path=str(self.path)) from err
-        return existed
-
-    def _dataset_row(self, row: tuple) -> dict[str, Any]:
-        out = dict(zip(self._DATASET_COLUMNS, row))
-        out["classes"], out["counts"] = json.loads(out["classes"]), json.loads(out["counts"])
-        return out
 
     def get_dataset(self, name: str) -> dict[str, Any] | None:
         """The registered dataset ``name`` as a dict, or ``None``."""
-        row = self._db.execute(f"SELECT {', '.join(self._DATASET_COLUMNS)} FROM datasets WHERE name=?",
-                               (name,)).fetchone()
-        return None if row is None else self._dataset_row(row)
+        return _datasets.get(self._db, name)
 
     def list_datasets(self) -> list[dict[str, Any]]:
         """Every registered dataset, by name."""
-        rows = self._db.execute(f"SELECT {', '.join(self._DATASET_COLUMNS)} FROM datasets ORDER BY name")
-        return [self._dataset_row(r) for r in rows]
+        return _datasets.all_rows(self._db)
 
     def delete_dataset(self, name: str) -> bool:
         """Forget the registered dataset ``name`` (its files are untouched); True when it existed."""
-        return self._db.execute("DELETE FROM datasets WHERE name=?", (name,)).rowcount > 0
+        return _datasets.delete(self._db, name)

@@ -137,6 +137,7 @@ def test_old_catalog_gets_the_indexes_from_search(tmp_path):
     with con:
         for name in ("results_created", "analyses_updated", "files_seen"):
             con.execute(f"DROP INDEX {name}")
+        con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")  # what such catalogs say
     con.close()
     assert _names(search(path)) == ["a"]
     con = sqlite3.connect(path)

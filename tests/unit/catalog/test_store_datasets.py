@@ -33,6 +33,7 @@ def test_a_catalog_made_before_the_datasets_table_gains_it(tmp_path: Path) -> No
         pass
     db = sqlite3.connect(path)
     db.execute("DROP TABLE datasets")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")  # as such catalogs say
     db.commit()
     db.close()
     with Catalog(path) as cat:
