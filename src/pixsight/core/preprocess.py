@@ -1,11 +1,13 @@
-"""Model input preparation shared by training, ONNX export, ``analyze`` and ``eval`` (numpy + Pillow).
+"""Model input preparation shared by training, ONNX export, ``analyze``, ``eval`` and ``explain`` (numpy + Pillow).
 
 The contract (docs/design/learning.md): RGB uint8 image -> bilinear resize (Pillow) to
 ``size`` -> float32 ``(pixel - mean) / std`` (mean/std in 0..255 units). ``resize`` is
 ``"stretch"`` (ignore the aspect ratio) or ``"letterbox"`` (keep it, centre the image and pad
 with the mean colour, which is 0 after normalisation; the placement is
 :func:`pixsight.core.boxes.letterbox_geometry`). Training-time validation and the ONNX stage
-both call :func:`prepare_input`, so they see bit-for-bit the same tensor.
+both call :func:`prepare_input`, so they see bit-for-bit the same tensor. The ImageNet registry
+entries crop instead (``"center_crop"`` / ``"squash"``): :func:`preprocess_into`, which the
+ImageNet stage, the INT8 calibration and Grad-CAM share.
 
 >>> import numpy as np
 >>> pre = {"size": [4, 8], "mean": [127, 127, 127], "std": [128, 128, 128], "resize": "letterbox"}
@@ -25,10 +27,15 @@ from PIL import Image
 from .boxes import Letterbox, letterbox_geometry
 from .errors import ConfigError
 
-__all__ = ["RESIZE_MODES", "PreprocessSpec", "parse_preprocess", "resize_image", "normalize_image", "prepare_input"]
+__all__ = ["RESIZE_MODES", "INTERPOLATIONS", "PreprocessSpec", "parse_preprocess", "resize_image", "normalize_image",
+           "prepare_input", "preprocess_into"]
 
 #: Resize modes of the contract.
 RESIZE_MODES: tuple[str, ...] = ("stretch", "letterbox")
+_INTERP = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+           "nearest": Image.Resampling.NEAREST}
+#: Resampling filters :func:`preprocess_into` accepts (a registry entry's ``interpolation``).
+INTERPOLATIONS: tuple[str, ...] = tuple(_INTERP)
 
 
 @dataclass(frozen=True)
@@ -122,3 +129,47 @@ def prepare_input(image: np.ndarray, preprocess: Mapping[str, Any] | PreprocessS
     """
     resized, lb = resize_image(image, preprocess)
     return normalize_image(resized, preprocess), lb
+
+
+def preprocess_into(
+    pixels: np.ndarray,
+    out: np.ndarray,
+    *,
+    size: int = 224,
+    crop_pct: float = 0.875,
+    resize: str = "center_crop",
+    interpolation: str = "bilinear",
+) -> None:
+    """Resize one RGB uint8 image into ``out`` (3, size, size) float32, values still 0-255.
+
+    The preprocessing of the ImageNet registry entries (``resize`` ``"center_crop"`` /
+    ``"squash"``), written straight into a preallocated batch row: ``center_crop`` takes the
+    centre ``crop_pct`` of the shorter side (a square) and resizes it in one Pillow call;
+    ``squash`` resizes the whole image ignoring its aspect ratio. The caller scales with
+    ``mean``/``std`` (the ImageNet stage, the INT8 calibration crops and Grad-CAM all do).
+
+    Raises:
+        ValueError: ``pixels`` is not an RGB uint8 ``(H, W, 3)`` array.
+        ConfigError: unknown ``resize`` or ``interpolation``.
+
+    >>> buf = np.empty((3, 224, 224), np.float32)
+    >>> preprocess_into(np.zeros((300, 451, 3), np.uint8), buf)
+    >>> float(buf.max())
+    0.0
+    """
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8 or 0 in pixels.shape:
+        raise ValueError(f"expected RGB uint8 pixels (H, W, 3), got {pixels.dtype} {pixels.shape}")
+    h, w = pixels.shape[:2]
+    if resize == "squash":
+        box = (0.0, 0.0, float(w), float(h))
+    elif resize == "center_crop":
+        side = min(w, h) * crop_pct
+        left, top = (w - side) / 2, (h - side) / 2
+        box = (left, top, left + side, top + side)
+    else:
+        raise ConfigError(f"unknown resize mode {resize!r}; use 'center_crop' or 'squash'")
+    if interpolation not in _INTERP:
+        raise ConfigError(f"unknown interpolation {interpolation!r}; use one of {', '.join(INTERPOLATIONS)}")
+    img = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+    small = img.resize((size, size), _INTERP[interpolation], box=box, reducing_gap=3.0)
+    out[...] = np.asarray(small).transpose(2, 0, 1)

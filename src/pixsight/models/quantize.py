@@ -6,7 +6,7 @@ into a statically quantised one, once, and caches it beside the FP32 file:
 1. calibration: a few hundred deterministic crops, flips and rescales of scikit-image's
    bundled photos (astronaut, chelsea, coffee, rocket, motorcycle, camera, page, Hubble,
    retina, IHC, ...), preprocessed exactly as :class:`~pixsight.tasks.imagenet.ImageNetStage`
-   does (:func:`~pixsight.tasks.imagenet.preprocess_into`, then ``(x - mean) / std``);
+   does (:func:`~pixsight.core.preprocess.preprocess_into`, then ``(x - mean) / std``);
 2. ``onnxruntime.quantization.quantize_static``: QDQ format, uint8 activations, int8
    per-channel weights (U8S8, the VNNI kernel), MinMax calibration. The stem and MBConv
    block 0 stay FP32 (:data:`FP32_NODES`): quantising the 9-tap depthwise weights of block 0
@@ -143,7 +143,7 @@ def real_crops(n: int, *, seed: int, preprocess: Mapping[str, Any], jpeg_quality
 
     Each crop keeps 35-100 % of the photo's area with a jittered aspect ratio, is flipped
     with probability 1/2 and rescaled by 0.5-1.5x, then goes through
-    :func:`~pixsight.tasks.imagenet.preprocess_into` and ``(x - mean) / std`` exactly as
+    :func:`~pixsight.core.preprocess.preprocess_into` and ``(x - mean) / std`` exactly as
     in :class:`~pixsight.tasks.imagenet.ImageNetStage`. Returns (n, 3, size, size) float32.
     With ``jpeg_quality`` each crop is JPEG re-encoded first (same crops, same seed): FP32's
     agreement with itself on those is the noise floor the INT8 numbers are compared with.
@@ -153,7 +153,7 @@ def real_crops(n: int, *, seed: int, preprocess: Mapping[str, Any], jpeg_quality
     """
     from PIL import Image
 
-    from ..tasks.imagenet import preprocess_into
+    from ..core.preprocess import preprocess_into
 
     size = int(preprocess.get("size", 224))
     kw = {"size": size, "crop_pct": float(preprocess.get("crop_pct", 0.875)),

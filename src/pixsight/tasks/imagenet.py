@@ -31,23 +31,21 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..core.config import AnalyzeConfig
 from ..core.errors import ConfigError, UnknownModelError, WeightsError
 from ..core.image import LoadedImage
+from ..core.preprocess import INTERPOLATIONS, preprocess_into
 from ..core.types import Classification, Embedding
 from ..models.spec import ModelSpec
 from .base import StageInfo, StageOutput
 
-__all__ = ["ImageNetStage", "create_stage", "load_labels", "preprocess_into"]
+__all__ = ["ImageNetStage", "create_stage", "load_labels"]
 
 log = logging.getLogger(__name__)
 
 _TASKS = ("classify", "embed")
 _DEFAULT_BATCH = 16
-_INTERP = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-           "nearest": Image.Resampling.NEAREST}
 
 
 def load_labels(name: str, *, expected: int | None = None) -> list[str]:
@@ -73,41 +71,6 @@ def load_labels(name: str, *, expected: int | None = None) -> list[str]:
     if expected is not None and len(labels) != expected:
         raise WeightsError(f"labels file {name!r} has {len(labels)} names, the model has {expected} classes")
     return labels
-
-
-def preprocess_into(
-    pixels: np.ndarray,
-    out: np.ndarray,
-    *,
-    size: int = 224,
-    crop_pct: float = 0.875,
-    resize: str = "center_crop",
-    interpolation: str = "bilinear",
-) -> None:
-    """Resize one RGB uint8 image into ``out`` (3, size, size) float32, values still 0-255.
-
-    ``center_crop`` takes the centre ``crop_pct`` of the shorter side (a square) and resizes
-    it; ``squash`` resizes the whole image ignoring its aspect ratio.
-
-    >>> buf = np.empty((3, 224, 224), np.float32)
-    >>> preprocess_into(np.zeros((300, 451, 3), np.uint8), buf)
-    >>> float(buf.max())
-    0.0
-    """
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8 or 0 in pixels.shape:
-        raise ValueError(f"expected RGB uint8 pixels (H, W, 3), got {pixels.dtype} {pixels.shape}")
-    h, w = pixels.shape[:2]
-    if resize == "squash":
-        box = (0.0, 0.0, float(w), float(h))
-    elif resize == "center_crop":
-        side = min(w, h) * crop_pct
-        left, top = (w - side) / 2, (h - side) / 2
-        box = (left, top, left + side, top + side)
-    else:
-        raise ConfigError(f"unknown resize mode {resize!r}; use 'center_crop' or 'squash'")
-    img = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
-    small = img.resize((size, size), _INTERP[interpolation], box=box, reducing_gap=3.0)
-    out[...] = np.asarray(small).transpose(2, 0, 1)
 
 
 class ImageNetStage:
@@ -151,7 +114,7 @@ class ImageNetStage:
         self._pre = {"size": self._size, "crop_pct": float(pre.get("crop_pct", 0.875)),
                      "resize": str(pre.get("resize", "center_crop")),
                      "interpolation": str(pre.get("interpolation", "bilinear"))}
-        if self._pre["interpolation"] not in _INTERP:
+        if self._pre["interpolation"] not in INTERPOLATIONS:
             raise ConfigError(f"model {spec.name!r}: unknown interpolation {self._pre['interpolation']!r}")
         self._mean = np.asarray(pre.get("mean", [127.0] * 3), np.float32).reshape(1, 3, 1, 1)
         self._inv_std = (1.0 / np.asarray(pre.get("std", [128.0] * 3), np.float32)).reshape(1, 3, 1, 1)
