@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import threading
 import zlib
 from pathlib import Path
@@ -42,7 +41,9 @@ import numpy as np
 
 from ..core.errors import CatalogError
 from ..core.fileio import atomic_writer
-from .store import connect_readonly
+from .errors import UnknownImageError
+from .storage import Session, open_session
+from .storage import embeddings as _rows
 
 __all__ = [
     "VectorIndex",
@@ -69,10 +70,6 @@ class VectorIndexError(CatalogError):
 
 class NoEmbeddingsError(VectorIndexError):
     """The catalog holds no embeddings (for the requested model)."""
-
-
-class UnknownImageError(VectorIndexError):
-    """The sha256 given as a query has no embedding in the catalog."""
 
 
 class DimensionMismatchError(VectorIndexError):
@@ -136,8 +133,7 @@ class VectorIndex:
         if not path.is_file():
             raise CatalogError("no catalog here; run `pixsight analyze` first", path=str(path))
         with _connect(path) as db:
-            models = db.execute(
-                "SELECT model, COUNT(*) AS n FROM embeddings GROUP BY model ORDER BY n DESC, model").fetchall()
+            models = _rows.models(db)
         if not models:
             raise NoEmbeddingsError("the catalog has no image embeddings; analyse images with the "
                                     "'embed' task first", path=str(path))
@@ -177,9 +173,7 @@ class VectorIndex:
                 self._index = None
             rebuild = self._index is None
             after = 0 if rebuild else self._synced_rowid
-            rows = db.execute(
-                "SELECT rowid, sha256, dim, vector FROM embeddings WHERE model=? AND rowid>? ORDER BY rowid",
-                (self.model, after)).fetchall()
+            rows = _rows.rows_after(db, self.model, after)
         if not rows and not rebuild:
             return 0
         if not rows:
@@ -210,11 +204,9 @@ class VectorIndex:
         log.info("%s: indexed %d new vectors (%d total)", self.index_path, len(rows), len(self.ids))
         return len(rows)
 
-    def _consistent(self, db: sqlite3.Connection) -> bool:
-        n = db.execute("SELECT COUNT(*) FROM embeddings WHERE model=? AND rowid<=?",
-                       (self.model, self._synced_rowid)).fetchone()[0]
-        last = db.execute("SELECT sha256, vector FROM embeddings WHERE rowid=? AND model=?",
-                          (self._synced_rowid, self.model)).fetchone()
+    def _consistent(self, db: Session) -> bool:
+        n = _rows.count_up_to(db, self.model, self._synced_rowid)
+        last = _rows.row_at(db, self.model, self._synced_rowid)
         return (n == len(self.ids) and last is not None
                 and [last[0], zlib.crc32(last[1])] == self._synced_check)
 
@@ -283,8 +275,7 @@ class VectorIndex:
         sha256 or a >= 8-character prefix; raises UnknownImageError."""
         key = sha256.strip().lower()
         with _connect(self.db_path) as db:
-            rows = db.execute("SELECT sha256, vector FROM embeddings WHERE model=? AND sha256 LIKE ? LIMIT 2",
-                              (self.model, key + "%" if len(key) >= 8 else key)).fetchall()
+            rows = _rows.by_prefix(db, self.model, key)
         if len(rows) != 1:
             what = "is ambiguous" if rows else f"has no {self.model} embedding in the catalog"
             raise UnknownImageError(f"image {sha256!r} {what}; pass the sha256 of an analysed image",
@@ -292,26 +283,18 @@ class VectorIndex:
         return rows[0][0], _normalise(np.frombuffer(rows[0][1], dtype=np.float32).reshape(1, -1))[0]
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path) -> Session:
+    """A read-only session on the catalog at ``path`` that holds an ``embeddings`` table."""
+    db = open_session(path, mode="readonly", what="cannot read embeddings")
     try:
-        db = connect_readonly(path)
-        db.execute("SELECT 1 FROM embeddings LIMIT 1")
-    except sqlite3.DatabaseError as err:
+        ok = db.backend.has_table(db, "embeddings")
+    except db.backend.DatabaseError as err:
+        db.close()
         raise CatalogError(f"cannot read embeddings: {err}", path=str(path)) from err
-    return _Closing(db)
-
-
-class _Closing:
-    """sqlite3 connection that closes (not just commits) at the end of a ``with`` block."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self._db
-
-    def __exit__(self, *exc: object) -> None:
-        self._db.close()
+    if not ok:
+        db.close()
+        raise CatalogError("cannot read embeddings: the catalog has no embeddings table", path=str(path))
+    return db
 
 
 _CACHE: dict[tuple[str, str | None], VectorIndex] = {}

@@ -1,14 +1,15 @@
 """The review queue: people judge the images the analyzer flagged ``needs_review``.
 
-Two tables live in the catalog file (created here on first use):
+Two tables of the catalog's schema (:mod:`pixsight.catalog.storage.reviews` holds their SQL):
 
 - ``reviews``: one row per decision (``accept``, ``reject``, ``relabel``, ``fix``) with who
   made it and when. Decisions are never overwritten; the latest one per image counts.
 - ``review_claims``: which reviewer is looking at which image, until when. While a claim
   holds, :func:`next_item` hands that image to nobody else; a decision releases it.
 
-Claims are taken inside ``BEGIN IMMEDIATE`` transactions, so two reviewers asking at the same
-moment (threads, processes or server workers) never get the same image.
+Claims are taken inside write-locked transactions (SQLite's ``BEGIN IMMEDIATE``), so two
+reviewers asking at the same moment (threads, processes or server workers) never get the
+same image.
 
 >>> import tempfile, os
 >>> from pixsight.catalog.store import Catalog
@@ -34,14 +35,14 @@ import json
 import logging
 import math
 import os
-import sqlite3
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
-from ..core.errors import CatalogError, PixsightError
+from ..catalog.errors import UnknownImageError
+from ..catalog.storage import Session, open_session
+from ..catalog.storage import reviews as _rows
+from ..core.errors import PixsightError
 
 __all__ = [
     "DECISIONS",
@@ -56,7 +57,6 @@ __all__ = [
     "stats",
     "reviewed_items",
     "latest_decisions",
-    "ensure_tables",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,38 +67,8 @@ MAX_NOTE = 2000  # characters kept in a note
 MAX_LABELS = 64  # labels per decision
 MAX_BOXES = 1000  # boxes per decision
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS reviews (
-    id INTEGER PRIMARY KEY,
-    sha256 TEXT NOT NULL,
-    decision TEXT NOT NULL CHECK (decision IN ('accept','reject','relabel','fix')),
-    labels TEXT,
-    boxes TEXT,
-    note TEXT,
-    reviewer TEXT NOT NULL,
-    created REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS reviews_sha256 ON reviews (sha256, id);
-CREATE TABLE IF NOT EXISTS review_claims (
-    sha256 TEXT PRIMARY KEY,
-    reviewer TEXT NOT NULL,
-    until REAL NOT NULL
-);
-"""
-
-# images flagged for review that have no decision yet
-_PENDING = ("FROM analyses a JOIN images i ON i.sha256 = a.sha256 WHERE a.needs_review = 1 "
-            "AND NOT EXISTS (SELECT 1 FROM reviews r WHERE r.sha256 = a.sha256)")
-# the latest review row of every reviewed image
-_LATEST = "SELECT MAX(id) FROM reviews GROUP BY sha256"
-
-
 class ReviewError(PixsightError):
     """A review request is invalid (unknown decision, bad labels or boxes...)."""
-
-
-class UnknownImageError(ReviewError):
-    """The sha256 names no image of the catalog."""
 
 
 @dataclass(frozen=True)
@@ -139,39 +109,9 @@ class Review:
 
 
 # -- connections ------------------------------------------------------------------------------
-def ensure_tables(db: str | os.PathLike[str]) -> None:
-    """Create the review tables in the catalog at ``db`` if they are missing."""
-    with _connect(db):
-        pass
-
-
-@contextmanager
-def _connect(db: str | os.PathLike[str]) -> Iterator[sqlite3.Connection]:
-    path = Path(db)
-    if not path.is_file():
-        raise CatalogError(f"no catalog at {path}; run `pixsight analyze` first or pass --db", path=str(path))
-    try:
-        con = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
-    except sqlite3.DatabaseError as err:
-        raise CatalogError(f"cannot open catalog: {err}", path=str(path)) from err
-    try:
-        try:
-            if con.execute("SELECT 1 FROM sqlite_master WHERE name='analyses'").fetchone() is None:
-                raise CatalogError(f"{path} is not a pixsight catalog", path=str(path))
-            if con.execute("SELECT 1 FROM sqlite_master WHERE name='review_claims'").fetchone() is None:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
-            yield con
-        except sqlite3.DatabaseError as err:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise CatalogError(f"review queue: {err}", path=str(path)) from err
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-    finally:
-        con.close()
+def _connect(db: str | os.PathLike[str]) -> Session:
+    """The catalog at ``db``, which must exist (CatalogError otherwise)."""
+    return open_session(db, mode="existing", what="review queue")
 
 
 def _review(row: Sequence[Any]) -> Review:
@@ -179,9 +119,6 @@ def _review(row: Sequence[Any]) -> Review:
     return Review(id=int(rid), sha256=sha, decision=decision, reviewer=reviewer, created=float(created),
                   labels=json.loads(labels) if labels else [], boxes=json.loads(boxes) if boxes else [],
                   note=note)
-
-
-_REVIEW_COLUMNS = "id, sha256, decision, labels, boxes, note, reviewer, created"
 
 
 # -- the queue --------------------------------------------------------------------------------
@@ -204,30 +141,12 @@ def next_item(db: str | os.PathLike[str], reviewer: str, *, claim_s: float = 300
         raise ReviewError(f"claim_s must be a positive number of seconds, got {claim_s!r}")
     skipped = sorted({str(s) for s in skip})
     now = time.time()
+    until = now + float(claim_s) if claim else 0.0
     with _connect(db) as con:
-        con.execute("BEGIN IMMEDIATE")
-        con.execute("DELETE FROM review_claims WHERE until < ?", (now,))
-        if skipped and claim:
-            con.executemany("DELETE FROM review_claims WHERE sha256 = ? AND reviewer = ?",
-                            [(s, reviewer) for s in skipped])
-        marks = ",".join("?" * len(skipped))
-        not_skipped = f"AND a.sha256 NOT IN ({marks})" if skipped else ""
-        row = con.execute(
-            f"SELECT a.sha256 {_PENDING} {not_skipped} AND NOT EXISTS (SELECT 1 FROM review_claims c "
-            "WHERE c.sha256 = a.sha256 AND c.reviewer != ?) "
-            "ORDER BY EXISTS (SELECT 1 FROM review_claims c WHERE c.sha256 = a.sha256) DESC, "
-            "i.first_seen, a.sha256 LIMIT 1",
-            (*skipped, reviewer),
-        ).fetchone()
-        if row is None:
-            con.execute("COMMIT")
-            return None
-        sha = row[0]
-        until = now + float(claim_s) if claim else 0.0
-        if claim:
-            con.execute("INSERT OR REPLACE INTO review_claims VALUES (?, ?, ?)", (sha, reviewer, until))
-        pending = con.execute(f"SELECT COUNT(*) {_PENDING}").fetchone()[0]
-        con.execute("COMMIT")
+        found = _rows.claim_next(con, reviewer, now=now, until=until, skip=skipped, claim=claim)
+    if found is None:
+        return None
+    sha, pending = found
     log.debug("review: %s claimed %s until %.0f", reviewer, sha, until)
     analysis = _analysis(db, sha)
     return ReviewItem(sha256=sha, path=analysis["path"], width=int(analysis["width"]),
@@ -239,8 +158,7 @@ def next_item(db: str | os.PathLike[str], reviewer: str, *, claim_s: float = 300
 def release(db: str | os.PathLike[str], sha256: str, reviewer: str) -> bool:
     """Give back ``reviewer``'s claim on ``sha256`` without deciding; True when one was held."""
     with _connect(db) as con:
-        return con.execute("DELETE FROM review_claims WHERE sha256 = ? AND reviewer = ?",
-                           (sha256, reviewer)).rowcount > 0
+        return _rows.release(con, sha256, reviewer)
 
 
 def _analysis(db: str | os.PathLike[str], sha: str) -> dict[str, Any]:
@@ -280,23 +198,18 @@ def submit(db: str | os.PathLike[str], sha256: str, decision: str, reviewer: str
             raise ReviewError(f"note must be text, got {type(note).__name__}")
         note = note.strip()[:MAX_NOTE] or None
     with _connect(db) as con:
-        size = con.execute("SELECT width, height FROM images WHERE sha256 = ?", (sha,)).fetchone()
+        size = _rows.image_size(con, sha)
         if size is None:
             raise UnknownImageError(f"image {sha256!r} is not in the catalog; pass the sha256 of an analysed image",
                                     path=str(db))
         clean_labels = _check_labels(decision, labels)
-        clean_boxes = _check_boxes(decision, boxes, width=int(size[0]), height=int(size[1]))
+        clean_boxes = _check_boxes(decision, boxes, width=size[0], height=size[1])
         now = time.time()
-        con.execute("BEGIN IMMEDIATE")
-        cur = con.execute(
-            "INSERT INTO reviews (sha256, decision, labels, boxes, note, reviewer, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sha, decision, json.dumps(clean_labels) if clean_labels else None,
-             json.dumps(clean_boxes) if clean_boxes else None, note, reviewer, now),
-        )
-        con.execute("DELETE FROM review_claims WHERE sha256 = ?", (sha,))
-        con.execute("COMMIT")
+        review_id = _rows.add(con, sha, decision, reviewer, now,
+                              labels=json.dumps(clean_labels) if clean_labels else None,
+                              boxes=json.dumps(clean_boxes) if clean_boxes else None, note=note)
     log.info("review: %s -> %s by %s", sha[:12], decision, reviewer)
-    return Review(id=int(cur.lastrowid), sha256=sha, decision=decision, reviewer=reviewer, created=now,
+    return Review(id=review_id, sha256=sha, decision=decision, reviewer=reviewer, created=now,
                   labels=clean_labels, boxes=clean_boxes, note=note)
 
 
@@ -364,31 +277,23 @@ def history(db: str | os.PathLike[str], sha256: str) -> list[Review]:
     :class:`UnknownImageError` for an image the catalog does not hold."""
     sha = str(sha256).strip().lower()
     with _connect(db) as con:
-        if con.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha,)).fetchone() is None:
+        if not _rows.image_known(con, sha):
             raise UnknownImageError(f"image {sha256!r} is not in the catalog", path=str(db))
-        rows = con.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews WHERE sha256 = ? ORDER BY id", (sha,)).fetchall()
+        rows = _rows.history(con, sha)
     return [_review(r) for r in rows]
 
 
 def reviewed_items(db: str | os.PathLike[str]) -> list[Review]:
     """The latest decision of every reviewed image, oldest decision first."""
     with _connect(db) as con:
-        rows = con.execute(f"SELECT {_REVIEW_COLUMNS} FROM reviews WHERE id IN ({_LATEST}) ORDER BY id").fetchall()
+        rows = _rows.latest(con)
     return [_review(r) for r in rows]
 
 
 def latest_decisions(db: str | os.PathLike[str], sha256s: Iterable[str]) -> dict[str, str]:
     """``sha256 -> latest decision`` for those of ``sha256s`` that were reviewed."""
-    shas = list(dict.fromkeys(sha256s))
-    out: dict[str, str] = {}
     with _connect(db) as con:
-        for start in range(0, len(shas), 500):
-            chunk = shas[start:start + 500]
-            rows = con.execute(
-                f"SELECT sha256, decision FROM reviews WHERE id IN (SELECT MAX(id) FROM reviews WHERE sha256 IN "
-                f"({','.join('?' * len(chunk))}) GROUP BY sha256)", chunk).fetchall()
-            out.update(dict(rows))
-    return out
+        return _rows.latest_of(con, dict.fromkeys(sha256s))
 
 
 def stats(db: str | os.PathLike[str]) -> dict[str, int]:
@@ -396,11 +301,8 @@ def stats(db: str | os.PathLike[str]) -> dict[str, int]:
     ``reviewed`` (images with a decision), the latest decisions per kind, and ``reviewers``
     (distinct people who decided)."""
     with _connect(db) as con:
-        pending = con.execute(f"SELECT COUNT(*) {_PENDING}").fetchone()[0]
-        claimed = con.execute("SELECT COUNT(*) FROM review_claims WHERE until >= ?", (time.time(),)).fetchone()[0]
-        per = dict(con.execute(
-            f"SELECT decision, COUNT(*) FROM reviews WHERE id IN ({_LATEST}) GROUP BY decision").fetchall())
-        reviewers = con.execute("SELECT COUNT(DISTINCT reviewer) FROM reviews").fetchone()[0]
+        found = _rows.counts(con, now=time.time())
+    pending, claimed, per, reviewers = found["pending"], found["claimed"], found["per_decision"], found["reviewers"]
     out = {"pending": int(pending), "claimed": int(claimed), "reviewed": int(sum(per.values()))}
     out.update({d: int(per.get(d, 0)) for d in DECISIONS})
     out["reviewers"] = int(reviewers)
