@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,11 +83,11 @@ def _build_catalog(db: Path, folder: Path) -> dict[str, str]:
             shas[name] = sha
             analysis = cat.load_analysis(sha)
             assert analysis is not None and "classify" in analysis.results
-            analysis.needs_review = name in flagged
-            analysis.review_reasons = ["forced by the UI test"] if name in flagged else []
+            analysis = replace(analysis, needs_review=name in flagged,
+                               review_reasons=["forced by the UI test"] if name in flagged else [])
             if name == XSS_NAME:
                 analysis.results["ocr"] = TextLines(texts=[XSS_TEXT], scores=np.array([0.42]),
-                                                    boxes=np.array([[20, 30, 260, 70]]), engine="test")
+                                                    boxes=np.array([[20, 30, 260, 70]]), model="test")
                 analysis.results["faces"] = Faces(boxes=np.array([[100, 90, 180, 180]]), scores=np.array([0.9]),
                                                   landmarks=np.array([[[120, 120], [160, 120], [140, 140],
                                                                        [125, 160], [155, 160]]]))

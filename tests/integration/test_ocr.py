@@ -52,7 +52,7 @@ def test_page_png_is_read_almost_exactly(page_result: TextLines) -> None:
     # measured 0.003 (">>>" read as ">>"); raw RapidOCR 0.124, raw Tesseract 0.438
     assert cer(GT_PAGE.read_text(), page_result.text) < 0.03
     assert page_result.texts[0] == "Region-based segmentation"
-    assert page_result.engine == "rapidocr-ppocrv6"
+    assert page_result.model == page_result.engine == "rapidocr-ppocrv6"
 
 
 @pytest.mark.slow
@@ -90,7 +90,7 @@ def test_page_lines_have_scores_boxes_and_polygons_inside_the_image(page_result:
 def test_textlines_round_trip(page_result: TextLines) -> None:
     back = TextLines.from_dict(page_result.to_dict())
     assert back.texts == page_result.texts and back.text == page_result.text
-    assert back.engine == page_result.engine
+    assert back.model == page_result.model
     np.testing.assert_allclose(back.boxes, page_result.boxes, atol=0.06)
     np.testing.assert_allclose(back.polygons, page_result.polygons, atol=0.06)
     np.testing.assert_allclose(back.scores, page_result.scores, atol=1e-4)
@@ -193,7 +193,7 @@ def test_tesseract_backend_reads_the_page(monkeypatch: pytest.MonkeyPatch) -> No
     st = create_stage(SPEC["pixsight-ocr"], AnalyzeConfig(), ("ocr",))
     assert st.settings.engine == "tesseract"
     result = st.read(data.page())
-    assert result.engine == "tesseract-eng"
+    assert result.model == "tesseract-eng"
     assert cer(GT_PAGE.read_text(), result.text) < 0.1  # flattened: 0.017; raw Tesseract 0.438
 
 

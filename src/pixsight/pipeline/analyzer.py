@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Without a catalog, how many recent results are kept to answer duplicates (memory bound).
 _DEDUP_MEMORY = 512
-#: Return freed heap pages to the OS every this many batches (keeps peak memory flat).
-_TRIM_EVERY = 1
 
 
 @dataclass
@@ -267,7 +265,6 @@ class Analyzer:
         with ThreadPoolExecutor(cfg.workers, thread_name_prefix="pixsight-decode") as self._decode_pool:
             for _ in range(window):
                 submit_next()
-            batches = 0
             while pending:
                 item, fut = pending.popleft()
                 submit_next()
@@ -288,9 +285,7 @@ class Analyzer:
                 if len(batch) >= cfg.batch_size:
                     self._flush(batch, finish)
                     batch = []
-                    batches += 1
-                    if batches % _TRIM_EVERY == 0:
-                        trim()
+                    trim()  # return freed heap pages to the OS after every batch (keeps peak memory flat)
             if batch:
                 self._flush(batch, finish)
         summary.elapsed_s = time.perf_counter() - start
@@ -300,9 +295,8 @@ class Analyzer:
     def _stored(self, catalog: Catalog, sha: str, path: str) -> Analysis:
         analysis = catalog.load_analysis(sha, models=self.models, path=path, with_vectors=self.config.with_vectors)
         assert analysis is not None
-        analysis.review_reasons = review_reasons(analysis.results, self.config.review, task_errors=analysis.task_errors)
-        analysis.needs_review = bool(analysis.review_reasons)
-        return analysis
+        reasons = review_reasons(analysis.results, self.config.review, task_errors=analysis.task_errors)
+        return replace(analysis, needs_review=bool(reasons), review_reasons=reasons)
 
     def _decode(self, item: _Item) -> None:
         t0 = time.perf_counter()
@@ -396,8 +390,7 @@ def _error_dict(err: BaseException) -> dict[str, str]:
 def _error_analysis(path: str, err: BaseException) -> Analysis:
     if not isinstance(err, PixsightError):
         log.debug("unexpected error on %s", path, exc_info=err)
-    sha = None
-    return Analysis(path=path, sha256=sha, status="error", error=_error_dict(err))
+    return Analysis(path=path, status="error", error=_error_dict(err))
 
 
 def analyze(

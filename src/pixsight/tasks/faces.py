@@ -386,7 +386,7 @@ class FacesStage:
                 chips = self._dlib.get_face_chips(rgb, shapes, size=150, padding=0.25)
                 embeddings = np.asarray(self._rec.compute_face_descriptor(chips), dtype=np.float32).reshape(n, -1)
         return Faces(boxes=det.boxes, scores=det.scores, landmarks=landmarks, embeddings=embeddings,
-                     data={"detector": list(det.detectors)})
+                     data={"detector": list(det.detectors)}, model=self.spec.key)
 
     def run(self, images: Sequence[LoadedImage]) -> list[StageOutput]:
         """One ``{"faces": Faces}`` per image (or the exception that image raised)."""

@@ -234,7 +234,8 @@ class ImageNetStage:
             top = np.argpartition(-p, k - 1)[:k] if k < len(p) else np.arange(len(p))
             top = top[np.argsort(-p[top], kind="stable")]
             labels = [self.labels[c] if self.labels else str(c) for c in top]
-            res["classify"] = Classification(class_ids=top, scores=p[top].astype(np.float32), labels=labels)
+            res["classify"] = Classification(class_ids=top, scores=p[top].astype(np.float32), labels=labels,
+                                             model=self.info.models["classify"])
         if "embed" in self.tasks and feats is not None:
             v = feats.astype(np.float32)
             norm = float(np.linalg.norm(v))

@@ -146,7 +146,7 @@ class OcrStage:
             scores=scores[order],
             boxes=boxes,
             polygons=polys[order],
-            engine=self.engine_name,
+            model=self.engine_name,
             text=join_rows([[remap[i] for i in row] for row in rows], [texts[i] for i in order]),
         )
 

@@ -175,7 +175,7 @@ class OnnxGenericStage:
         probs = to_probabilities(row[None])[0]
         top = np.argsort(-probs, kind="stable")[: self.top_k]
         return Classification(
-            class_ids=top, scores=np.clip(probs[top], 0.0, 1.0), labels=[labels[i] for i in top]
+            class_ids=top, scores=np.clip(probs[top], 0.0, 1.0), labels=[labels[i] for i in top], model=self.spec.key
         )
 
     def close(self) -> None:

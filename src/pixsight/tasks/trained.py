@@ -191,7 +191,7 @@ class TrainedStage:
         p = softmax(logits[None])[0]
         top = np.argsort(-p, kind="stable")[: self.top_k]
         return Classification(class_ids=top, scores=np.clip(p[top], 0.0, 1.0).astype(np.float32),
-                              labels=[self.classes[c] for c in top])
+                              labels=[self.classes[c] for c in top], model=self.spec.key)
 
     def _detect(self, boxes: np.ndarray, scores: np.ndarray, lb: Letterbox | None, w: int, h: int) -> Detections:
         if scores.ndim != 2 or scores.shape[1] != len(self.classes) or boxes.shape != (scores.shape[0], 4):

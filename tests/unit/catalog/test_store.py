@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def full_analysis(i: int = 0, *, path: str | None = None, needs_review: bool = F
         "classify": Classification(class_ids=[281, 285, 7], scores=[0.61, 0.2, 0.05],
                                    labels=["tabby", "Egyptian cat", "cock"]),
         "ocr": TextLines(texts=["INVOICE 42", "total: 9,99 €"], scores=[0.97, 0.71],
-                         boxes=[[10, 12, 200, 40], [10, 50, 180, 80]], engine="rapidocr"),
+                         boxes=[[10, 12, 200, 40], [10, 50, 180, 80]], model="rapidocr"),
         "faces": Faces(boxes=[[30, 40, 90, 110], [120, 40, 170, 100]], scores=[0.93, 0.55],
                        landmarks=rng.uniform(30, 170, (2, 5, 2)).round(1), embeddings=face_vecs,
                        data={"detector": ["hog", "mmod"]}),
@@ -116,9 +117,8 @@ def test_load_of_unknown_sha_is_none(cat: Catalog) -> None:
 def test_load_with_models_picks_those_results(cat: Catalog) -> None:
     a = full_analysis(4)
     cat.save(a)
-    b = full_analysis(4)
-    b.results = {"classify": Classification(class_ids=[1], scores=[0.9], labels=["goldfish"])}
-    b.models = {"classify": "other-model@2"}
+    b = replace(full_analysis(4), results={"classify": Classification(class_ids=[1], scores=[0.9], labels=["goldfish"])},
+                models={"classify": "other-model@2"})
     cat.save(b)
     latest = cat.load_analysis(a.sha256)
     assert latest.results["classify"].top_label == "goldfish"  # latest per task by default
@@ -144,7 +144,7 @@ def test_resave_with_fewer_faces_drops_old_face_vectors(cat: Catalog, db_path: P
     a = full_analysis(6)
     cat.save(a)
     one = Faces(boxes=[[1, 2, 3, 4]], scores=[0.8], embeddings=np.ones((1, 128)))
-    a.results = {"faces": one}
+    a = replace(a, results={"faces": one})
     cat.save(a)
     assert rows(db_path, "face_embeddings") == 1
     back = cat.load_analysis(a.sha256)
@@ -154,7 +154,7 @@ def test_resave_with_fewer_faces_drops_old_face_vectors(cat: Catalog, db_path: P
 def test_resave_without_face_embeddings_does_not_keep_stale_vectors(cat: Catalog, db_path: Path) -> None:
     a = full_analysis(7)
     cat.save(a)
-    a.results = {"faces": Faces(boxes=[[5, 5, 50, 50], [60, 5, 99, 50]], scores=[0.9, 0.8])}  # run without embeddings
+    a = replace(a, results={"faces": Faces(boxes=[[5, 5, 50, 50], [60, 5, 99, 50]], scores=[0.9, 0.8])})  # no embeddings
     cat.save(a)
     assert rows(db_path, "face_embeddings") == 0
     assert cat.load_analysis(a.sha256).results["faces"].embeddings is None
@@ -280,9 +280,7 @@ def test_find_by_path_abs_path_and_sha_prefix(cat: Catalog, tmp_path: Path, monk
 def test_find_prefix_can_match_several(cat: Catalog) -> None:
     shas = [f"deadbeef{i:056x}" for i in range(12)]
     for i, s in enumerate(shas):
-        a = full_analysis(i)
-        a.sha256 = s
-        cat.save(a)
+        cat.save(replace(full_analysis(i), sha256=s))
     assert sorted(cat.find("deadbeef00")) == shas[:11]
     assert len(cat.find("deadbeef")) == 11  # capped: enough for the caller to say "ambiguous"
     assert cat.find(shas[3]) == [shas[3]]
@@ -362,7 +360,7 @@ def test_export_jsonl(filled: Catalog, with_vectors: bool) -> None:
         assert b["faces"]["faces"][1]["embedding"] == expected["faces"]["faces"][1]["embedding"]
     assert c["status"] == "error" and c["error"] == {"type": "ImageDecodeError",
                                                      "message": "/p/c.png: file is empty (0 bytes)"}
-    assert d["ocr"] == {"text": "", "engine": "tesseract", "lines": []} and "classify" not in d
+    assert d["ocr"] == {"text": "", "model": "tesseract", "engine": "tesseract", "lines": []} and "classify" not in d
 
 
 def test_export_csv(filled: Catalog) -> None:

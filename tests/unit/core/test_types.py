@@ -38,6 +38,7 @@ def classifications(draw: st.DrawFn) -> Classification:
         class_ids=np.array(draw(st.lists(st.integers(0, 21842), min_size=n, max_size=n)), dtype=np.int64),
         scores=np.array(scores),
         labels=draw(st.lists(text_st, min_size=n, max_size=n)),
+        model=draw(st.sampled_from(["", "efficientnet-lite0@1"])),
     )
 
 
@@ -63,7 +64,7 @@ def text_lines(draw: st.DrawFn) -> TextLines:
         scores=np.array(draw(st.lists(scores_st, min_size=n, max_size=n))),
         boxes=boxes,
         polygons=polygons,
-        engine=draw(st.sampled_from(["", "rapidocr", "tesseract"])),
+        model=draw(st.sampled_from(["", "rapidocr-ppocrv6", "tesseract-eng"])),
         text=draw(st.sampled_from(["", "given full text"])) if n else "",
     )
 
@@ -89,7 +90,8 @@ def faces(draw: st.DrawFn, with_embeddings: bool | None = None) -> Faces:
         values = st.integers(-1000, 1000) if key == "track_id" else text_st
         data[key] = draw(st.lists(values, min_size=n, max_size=n))
     return Faces(boxes=_boxes(draw, n), scores=np.array(draw(st.lists(scores_st, min_size=n, max_size=n))),
-                 landmarks=landmarks, embeddings=embeddings, data=data)
+                 landmarks=landmarks, embeddings=embeddings, data=data,
+                 model=draw(st.sampled_from(["", "dlib-faces@1"])))
 
 
 @st.composite
@@ -153,7 +155,8 @@ def test_text_lines_round_trip(t: TextLines) -> None:
     d = json_cycle(t.to_dict())
     back = TextLines.from_dict(d)
     assert back.to_dict() == d
-    assert back.texts == t.texts and back.text == t.text and back.engine == t.engine
+    assert back.texts == t.texts and back.text == t.text and back.model == t.model
+    assert d["engine"] == d["model"] == t.model  # "engine" stays in the JSON for older readers
     assert np.allclose(back.boxes, t.boxes, atol=0.051)
     assert np.allclose(back.polygons, t.polygons, atol=0.051)
     assert np.allclose(back.scores, t.scores, atol=1e-4)
@@ -232,7 +235,7 @@ def _all_tasks() -> dict[str, Any]:
     return {
         "classify": Classification(class_ids=[281, 285], scores=[0.7, 0.2], labels=["tabby", "Egyptian cat"]),
         "ocr": TextLines(texts=["HELLO", "world"], scores=[0.99, 0.8], boxes=[[10, 10, 90, 30], [10, 40, 80, 60]],
-                         engine="rapidocr"),
+                         model="rapidocr-ppocrv6"),
         "faces": Faces(boxes=[[5, 5, 50, 60]], scores=[0.93], landmarks=np.full((1, 5, 2), 20.0),
                        embeddings=np.full((1, 128), 0.1), data={"detector": ["hog"]}),
         "embed": Embedding(vector=np.full(16, 0.25), model="efficientnet-lite0-embed@1"),
@@ -279,9 +282,9 @@ def test_empty_results_match_schema() -> None:
                           "ocr": TextLines.empty("tesseract"), "faces": Faces.empty()})
     d = json_cycle(a.to_dict())
     validate_analysis_dict(d)
-    assert d["ocr"] == {"text": "", "engine": "tesseract", "lines": []}
-    assert d["faces"] == {"faces": []}
-    assert d["classify"] == {"labels": []}
+    assert d["ocr"] == {"text": "", "model": "tesseract", "engine": "tesseract", "lines": []}
+    assert d["faces"] == {"model": "", "faces": []}
+    assert d["classify"] == {"model": "", "labels": []}
 
 
 @pytest.mark.parametrize(
@@ -365,11 +368,11 @@ def test_equal_scores_and_boundary_scores_are_valid() -> None:
 
 # -- geometry -----------------------------------------------------------------------------------
 def test_text_lines_scaled_scales_boxes_and_polygons_only() -> None:
-    t = TextLines(texts=["a"], scores=[0.5], boxes=[[10, 20, 30, 40]], engine="e", text="a")
+    t = TextLines(texts=["a"], scores=[0.5], boxes=[[10, 20, 30, 40]], model="e", text="a")
     s = t.scaled(2.0, 0.5)
     assert s.boxes.tolist() == [[20, 10, 60, 20]]
     assert s.polygons.tolist() == [[[20, 10], [60, 10], [60, 20], [20, 20]]]
-    assert s.texts == ["a"] and s.engine == "e" and s.text == "a"
+    assert s.texts == ["a"] and s.model == "e" and s.text == "a"
     assert np.array_equal(s.scores, t.scores)
     assert t.boxes.tolist() == [[10, 20, 30, 40]]  # original untouched
 
@@ -402,12 +405,12 @@ def test_classification_and_embedding_do_not_change_when_scaled() -> None:
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (lambda: TextLines.empty("tesseract"), {"text": "", "engine": "tesseract", "lines": []}),
-        (lambda: Faces.empty(), {"faces": []}),
-        (lambda: Classification(class_ids=[], scores=[], labels=[]), {"labels": []}),
-        (lambda: TextLines.from_dict({}), {"text": "", "engine": "", "lines": []}),
-        (lambda: Faces.from_dict({}), {"faces": []}),
-        (lambda: Classification.from_dict({}), {"labels": []}),
+        (lambda: TextLines.empty("tesseract"), {"text": "", "model": "tesseract", "engine": "tesseract", "lines": []}),
+        (lambda: Faces.empty(), {"model": "", "faces": []}),
+        (lambda: Classification(class_ids=[], scores=[], labels=[]), {"model": "", "labels": []}),
+        (lambda: TextLines.from_dict({}), {"text": "", "model": "", "engine": "", "lines": []}),
+        (lambda: Faces.from_dict({}), {"model": "", "faces": []}),
+        (lambda: Classification.from_dict({}), {"model": "", "labels": []}),
     ],
 )
 def test_empty_results(make: Any, expected: dict[str, Any]) -> None:

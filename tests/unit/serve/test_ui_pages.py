@@ -38,7 +38,7 @@ def _save(cat: Catalog, i: int, *, path: str | None = None, label: str = "tabby"
                                                           labels=[label, "tiger cat"])}
     models = {"classify": "efficientnet-lite0@1"}
     if text is not None:
-        results["ocr"] = TextLines(texts=[text], scores=np.array([0.5]), boxes=np.array([[1, 2, 30, 12]]), engine="t")
+        results["ocr"] = TextLines(texts=[text], scores=np.array([0.5]), boxes=np.array([[1, 2, 30, 12]]), model="t")
         models["ocr"] = "t@1"
     cat.save(Analysis(path=path or f"/photos/img_{i:03d}.png", sha256=sha, width=64, height=48, format="PNG",
                       bytes=1000, needs_review=needs_review,
