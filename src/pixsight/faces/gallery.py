@@ -1,6 +1,7 @@
 """A gallery of known people, and recognition against it (issue 4, "Faces").
 
-The gallery lives in the catalog's SQLite file, in two tables this module creates itself::
+The gallery lives in the catalog, in two tables of its schema (their SQL is
+:mod:`pixsight.catalog.storage.gallery`)::
 
     people(name, created)
     gallery(name, sha256, face_index, model, vector BLOB)
@@ -26,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import ConfigError, NotFoundError, PixsightError
+from ..catalog.storage import Session, open_session
+from ..catalog.storage import gallery as _rows
+from ..core.errors import CatalogError, ConfigError, NotFoundError, PixsightError
 from ..core.types import Faces
 
 __all__ = [
@@ -59,19 +61,6 @@ DEFAULT_THRESHOLD = 0.6
 
 #: What ``name_faces`` calls a face that matches nobody in the gallery.
 UNKNOWN = "unknown"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS people (name TEXT PRIMARY KEY, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS gallery (
-    name TEXT NOT NULL REFERENCES people (name),
-    sha256 TEXT NOT NULL,
-    face_index INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (name, sha256, model)
-);
-"""
-
 
 class GalleryError(PixsightError):
     """An image could not be enrolled, or the gallery cannot answer the question asked."""
@@ -107,22 +96,20 @@ class Person:
 
 
 @contextlib.contextmanager
-def _connect(db: str | Path) -> Iterator[sqlite3.Connection]:
+def _connect(db: str | Path) -> Iterator[Session]:
+    """The catalog at ``db`` (made when missing, in a folder that must exist)."""
     path = Path(db)
     if not path.parent.exists():
         raise GalleryError(f"folder {path.parent} does not exist; create it or pass another --db")
     try:
-        con = sqlite3.connect(path, timeout=30)
-    except sqlite3.Error as err:
-        raise GalleryError(f"cannot open catalog {path}: {err}") from err
-    try:
-        con.executescript(_SCHEMA)
-        with con:
-            yield con
-    except sqlite3.DatabaseError as err:
-        raise GalleryError(f"catalog {path} is not usable: {err}") from err
-    finally:
-        con.close()
+        with open_session(path, mode="create", what=f"catalog {path} is not usable") as s:
+            yield s
+    except CatalogError as err:
+        raise GalleryError(err.message) from err
+
+
+def _vectors(rows: Sequence[tuple[str, bytes]]) -> np.ndarray:
+    return np.stack([np.frombuffer(v, dtype=np.float32) for _, v in rows])
 
 
 def _check_name(name: str) -> str:
@@ -197,9 +184,8 @@ def _enroll_one(db: str | Path, name: str, path: str, analyzer: Any) -> Enrolled
     i = _largest(faces)
     model = analysis.models.get("faces", "faces")
     with _connect(db) as con:
-        con.execute("INSERT OR IGNORE INTO people VALUES (?, ?)", (name, time.time()))
-        con.execute("INSERT OR REPLACE INTO gallery VALUES (?, ?, ?, ?, ?)",
-                    (name, analysis.sha256, i, model, faces.embeddings[i].astype(np.float32).tobytes()))
+        _rows.add_face(con, name, analysis.sha256, i, model, faces.embeddings[i].astype(np.float32).tobytes(),
+                       created=time.time())
     _forget_named(db)
     note = f"{len(faces)} faces found; kept the largest" if len(faces) > 1 else ""
     box = tuple(float(v) for v in faces.boxes[i])
@@ -215,11 +201,7 @@ def people(db: str | Path) -> list[Person]:
     []
     """
     with _connect(db) as con:
-        rows = con.execute(
-            "SELECT p.name, COUNT(g.sha256), p.created FROM people p LEFT JOIN gallery g ON g.name = p.name "
-            "GROUP BY p.name ORDER BY p.name"
-        ).fetchall()
-    return [Person(n, int(c), float(t)) for n, c, t in rows]
+        return [Person(n, c, t) for n, c, t in _rows.people(con)]
 
 
 def remove(db: str | Path, name: str) -> int:
@@ -232,22 +214,18 @@ def remove(db: str | Path, name: str) -> int:
     pixsight.faces.gallery.UnknownPersonError: no person 'nobody' in the gallery; see `pixsight faces list`
     """
     with _connect(db) as con:
-        if con.execute("SELECT 1 FROM people WHERE name=?", (name,)).fetchone() is None:
+        if not _rows.has_person(con, name):
             raise UnknownPersonError(f"no person {name!r} in the gallery; see `pixsight faces list`")
-        n = con.execute("DELETE FROM gallery WHERE name=?", (name,)).rowcount
-        con.execute("DELETE FROM people WHERE name=?", (name,))
+        n = _rows.remove_person(con, name)
     _forget_named(db)
-    return int(n)
+    return n
 
 
-def _gallery(con: sqlite3.Connection, model: str | None) -> tuple[list[str], np.ndarray]:
-    sql, args = "SELECT name, vector FROM gallery", ()
-    if model is not None:
-        sql, args = sql + " WHERE model=?", (model,)
-    rows = con.execute(sql, args).fetchall()
+def _gallery(con: Session, model: str | None) -> tuple[list[str], np.ndarray]:
+    rows = _rows.gallery_vectors(con, model)
     if not rows:
         return [], np.zeros((0, 0), np.float32)
-    return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+    return [r[0] for r in rows], _vectors(rows)
 
 
 def _nearest(names: Sequence[str], vectors: np.ndarray, queries: np.ndarray,
@@ -303,29 +281,18 @@ def find_person(db: str | Path, name: str, threshold: float = DEFAULT_THRESHOLD
     """
     _check_threshold(threshold)
     with _connect(db) as con:
-        if con.execute("SELECT 1 FROM people WHERE name=?", (name,)).fetchone() is None:
+        if not _rows.has_person(con, name):
             raise UnknownPersonError(f"no person {name!r} in the gallery; see `pixsight faces list`")
-        has_catalog = con.execute(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name IN ('face_embeddings', 'files')"
-        ).fetchone()[0] == 2
-        if not has_catalog:
-            return []
-        models = [r[0] for r in con.execute("SELECT DISTINCT model FROM gallery WHERE name=?", (name,))]
         best: dict[str, float] = {}
-        for model in models:
+        for model in _rows.person_models(con, name):
             names, vectors = _gallery(con, model)
-            rows = con.execute("SELECT sha256, vector FROM face_embeddings WHERE model=?", (model,)).fetchall()
+            rows = _rows.face_vectors(con, model)
             if not rows:
                 continue
-            queries = np.stack([np.frombuffer(v, dtype=np.float32) for _, v in rows])
-            for (sha, _), (who, d) in zip(rows, _nearest(names, vectors, queries, threshold)):
+            for (sha, _), (who, d) in zip(rows, _nearest(names, vectors, _vectors(rows), threshold)):
                 if who == name and d < best.get(sha, math.inf):
                     best[sha] = d
-        out = []
-        for sha, d in sorted(best.items(), key=lambda kv: (kv[1], kv[0])):
-            paths = [r[0] for r in con.execute("SELECT path FROM files WHERE sha256=? ORDER BY path", (sha,))]
-            out.append((sha, paths, d))
-    return out
+        return [(sha, _rows.paths_of(con, sha), d) for sha, d in sorted(best.items(), key=lambda kv: (kv[1], kv[0]))]
 
 
 def _forget_named(db: str | Path) -> None:

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ..catalog.store import connect_readonly
+from ..catalog.storage import Session, open_session
+from ..catalog.storage import gallery as _rows
+from ..core.errors import CatalogError
 from ..core.types import Analysis, Faces
 from .gallery import DEFAULT_THRESHOLD, UNKNOWN, GalleryError, _check_threshold, _nearest
 
@@ -73,30 +74,30 @@ def forget_gallery(db: str | Path) -> None:
         _CACHE.pop(os.path.abspath(db), None)
 
 
-_READERS = threading.local()  # per thread: {(path, inode): read-only connection}, most recent last
+_READERS = threading.local()  # per thread: {(path, inode): read-only session}, most recent last
 _MAX_READERS = 4
 
 
 @contextlib.contextmanager
-def _reader(path: str) -> Iterator[sqlite3.Connection]:
-    """A read-only connection, kept open per thread (a fresh one costs ~0.2 ms of schema
+def _reader(path: str) -> Iterator[Session]:
+    """A read-only session, kept open per thread (a fresh one costs ~0.2 ms of schema
     parsing); naming faces never creates tables or files."""
 
     try:
         key = (path, os.stat(path).st_ino)
     except OSError as err:
         raise GalleryError(f"cannot open catalog {path}: {err.strerror or err}") from err
-    pool: dict[tuple[str, int], sqlite3.Connection] = getattr(_READERS, "pool", None) or {}
+    pool: dict[tuple[str, int], Session] = getattr(_READERS, "pool", None) or {}
     _READERS.pool = pool
     con = pool.pop(key, None)
     if con is None:
         try:
-            con = connect_readonly(path)
-        except sqlite3.Error as err:
-            raise GalleryError(f"cannot open catalog {path}: {err}") from err
+            con = open_session(path, mode="readonly")
+        except CatalogError as err:
+            raise GalleryError(f"cannot open catalog {path}: {err.message}") from err
     try:
         yield con
-    except sqlite3.DatabaseError as err:
+    except con.backend.DatabaseError as err:
         con.close()
         raise GalleryError(f"catalog {path} is not usable: {err}") from err
     except BaseException:
@@ -107,15 +108,9 @@ def _reader(path: str) -> Iterator[sqlite3.Connection]:
         pool.pop(next(iter(pool))).close()
 
 
-def _has_table(con: sqlite3.Connection, name: str) -> bool:
-    return con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
-
-
 def _load(path: str) -> _Loaded | None:
     with _reader(path) as con:
-        if not _has_table(con, "gallery"):
-            return None
-        rows = con.execute("SELECT name, model, vector FROM gallery ORDER BY name, sha256").fetchall()
+        rows = _rows.all_gallery_vectors(con)
     if not rows:
         return None
     grouped: dict[str, tuple[list[str], list[np.ndarray]]] = {}
@@ -152,17 +147,13 @@ def _stored_vectors(path: str, sha256: str | None, model: str | None, n: int) ->
     """The face vectors the catalog stored for one image (``n`` of them), or None."""
     if sha256 is None:
         return None
-    sql, args = "SELECT vector FROM face_embeddings WHERE sha256=?", [sha256]
-    if model is not None:
-        sql, args = sql + " AND model=?", [*args, model]
     with _reader(path) as con:
-        try:
-            rows = con.execute(sql + " ORDER BY model, face_index", args).fetchall()
-        except sqlite3.OperationalError:  # no face_embeddings table: not a catalog of analyses
-            return None
+        rows = _rows.face_vectors_of(con, sha256, model)
+    if rows is None:  # no face vectors in this catalog
+        return None
     if len(rows) != n:  # another model's vectors, or none: these faces cannot be named
         return None
-    return np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
+    return np.stack([np.frombuffer(r, dtype=np.float32) for r in rows])
 
 
 def name_faces(db: str | Path, analysis: Analysis, *, threshold: float = DEFAULT_THRESHOLD) -> Analysis:
@@ -238,15 +229,8 @@ def people_in(db: str | Path, shas: Iterable[str], *, threshold: float = DEFAULT
     gallery = _gallery_of(db) if wanted else None
     if gallery is None:
         return out
-    import json
-
     with _reader(os.path.abspath(db)) as con:
-        if not _has_table(con, "face_embeddings"):
-            return out
-        rows = con.execute(
-            "SELECT f.sha256, f.model, f.vector FROM face_embeddings f "
-            "WHERE f.sha256 IN (SELECT value FROM json_each(?)) ORDER BY f.sha256, f.model, f.face_index",
-            (json.dumps(wanted),)).fetchall()
+        rows = _rows.face_vectors_in(con, wanted)
     by_model: dict[str, list[tuple[str, bytes]]] = {}
     for sha, model, blob in rows:
         by_model.setdefault(model, []).append((sha, blob))

@@ -47,7 +47,6 @@ def make_catalog(path):
         for i in range(10):
             con.execute("UPDATE analyses SET updated=? WHERE sha256=?",
                         (1.7e9 + 60 * i, hashlib.sha256(f"img{i}.jpg".encode()).hexdigest()))
-        con.executescript(gallery._SCHEMA)
         for name, vec in (("ann", ann), ("bob", bob)):
             con.execute("INSERT INTO people VALUES (?, 0)", (name,))
             con.execute("INSERT INTO gallery VALUES (?, ?, 0, ?, ?)", (name, "0" * 64, MODEL, vec.tobytes()))

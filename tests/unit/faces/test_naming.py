@@ -40,9 +40,9 @@ def _unit(seed: int, dim: int = 128) -> np.ndarray:
 
 def _put_gallery(db, people: dict[str, np.ndarray], model: str = MODEL) -> None:
     """Enrol hand-made vectors the way ``enroll`` stores them (it needs the real model)."""
+    Catalog(db).close()                                                 # the schema has the gallery tables
     con = sqlite3.connect(db)
     with con:
-        con.executescript(gallery._SCHEMA)
         for i, (name, vec) in enumerate(people.items()):
             con.execute("INSERT OR IGNORE INTO people VALUES (?, ?)", (name, time.time()))
             con.execute("INSERT INTO gallery VALUES (?, ?, ?, ?, ?)",
