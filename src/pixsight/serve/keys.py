@@ -1,4 +1,5 @@
-"""API keys, stored hashed in the catalog DB (SECURITY.md item 12).
+"""API keys, stored hashed in the catalog DB (SECURITY.md item 12); the table and its SQL
+are :mod:`pixsight.catalog.storage.keys`.
 
 A key reads ``pxs_<8 hex id>_<43 chars base64url secret>``. The table ``api_keys`` keeps
 only the SHA-256 of the secret (a 256-bit random secret needs no slow hash); verification
@@ -18,13 +19,13 @@ import hmac
 import os
 import re
 import secrets
-import sqlite3
 import time
-from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..catalog.storage import Session, open_session
+from ..catalog.storage import keys as _rows
 from ..core.errors import CatalogError, ConfigError, PixsightError
 
 __all__ = ["ROLES", "KeyInfo", "KeyStore", "KEY_PATTERN"]
@@ -32,17 +33,6 @@ __all__ = ["ROLES", "KeyInfo", "KeyStore", "KEY_PATTERN"]
 ROLES: tuple[str, ...] = ("viewer", "reviewer", "admin")  # lowest to highest
 KEY_PATTERN = re.compile(r"^pxs_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    role TEXT NOT NULL,
-    secret_sha256 TEXT NOT NULL,
-    created REAL NOT NULL,
-    last_used REAL,
-    revoked REAL
-);
-"""
 _LAST_USED_EVERY_S = 60.0  # write last_used at most this often per key
 
 
@@ -85,15 +75,12 @@ class KeyStore:
         # request; a revoke here clears it at once, one by another process within the TTL
         self._verified: dict[str, tuple[float, KeyInfo]] = {}
         try:
-            self.db.parent.mkdir(parents=True, exist_ok=True)
-            with closing(self._connect()) as con:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
-        except (sqlite3.DatabaseError, OSError) as err:
+            self._connect().close()  # makes (or migrates) the catalog, the key table included
+        except OSError as err:
             raise CatalogError(f"cannot open the key table: {err}", path=str(self.db)) from err
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(str(self.db), timeout=30.0, isolation_level=None)
+    def _connect(self) -> Session:
+        return open_session(self.db, mode="create", what="API keys")
 
     @staticmethod
     def _info(row: tuple) -> KeyInfo:
@@ -109,25 +96,22 @@ class KeyStore:
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
         name = (name or role).strip()[:200]
-        with closing(self._connect()) as con:
+        with self._connect() as con:
             for _ in range(10):
                 key_id = secrets.token_hex(4)
                 secret = secrets.token_urlsafe(32)  # 32 bytes -> 43 base64url chars
                 info = KeyInfo(id=key_id, name=name, role=role, created=time.time())
-                try:
-                    con.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL, NULL)",
-                                (key_id, name, role, _digest(secret), info.created))
-                except sqlite3.IntegrityError:
-                    continue  # id collision (1 in 4 billion): draw again
-                return info, f"pxs_{key_id}_{secret}"
+                if _rows.insert(con, key_id, name, role, _digest(secret), info.created):
+                    return info, f"pxs_{key_id}_{secret}"
+                # else an id collision (1 in 4 billion): draw again
         raise PixsightError("could not draw a unique key id")  # pragma: no cover
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key; False when no live key has this id."""
-        with closing(self._connect()) as con:
-            cur = con.execute("UPDATE api_keys SET revoked=? WHERE id=? AND revoked IS NULL", (time.time(), key_id))
+        with self._connect() as con:
+            revoked = _rows.revoke(con, key_id, time.time())
         self._verified.clear()
-        return cur.rowcount > 0
+        return revoked
 
     # -- reads -----------------------------------------------------------------------------
     def verify(self, token: str) -> KeyInfo | None:
@@ -140,40 +124,31 @@ class KeyStore:
         cached = self._verified.get(token_digest)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        with closing(self._connect()) as con:
-            row = con.execute("SELECT id, name, role, created, last_used, revoked, secret_sha256 "
-                              "FROM api_keys WHERE id=?", (key_id,)).fetchone()
-            if row is None or not hmac.compare_digest(row[6], _digest(secret)) or row[5] is not None:
+        with self._connect() as con:
+            found = _rows.secret_of(con, key_id)
+            if found is None or not hmac.compare_digest(found[1], _digest(secret)) or found[0][5] is not None:
                 return None
             now = time.time()
             if now - self._touched.get(key_id, 0.0) > _LAST_USED_EVERY_S:
                 self._touched[key_id] = now
-                try:
-                    con.execute("UPDATE api_keys SET last_used=? WHERE id=?", (now, key_id))
-                except sqlite3.OperationalError:  # busy writer: last_used is best effort
-                    pass
-        info = self._info(row[:6])
+                _rows.touch(con, key_id, now)  # best effort: a busy writer skips it
+        info = self._info(found[0])
         if len(self._verified) >= _VERIFY_CACHE_SIZE:
             self._verified.clear()
         self._verified[token_digest] = (time.monotonic() + VERIFY_CACHE_S, info)
         return info
 
     def get(self, key_id: str) -> KeyInfo | None:
-        with closing(self._connect()) as con:
-            row = con.execute("SELECT id, name, role, created, last_used, revoked FROM api_keys WHERE id=?",
-                              (key_id,)).fetchone()
+        with self._connect() as con:
+            row = _rows.get(con, key_id)
         return self._info(row) if row else None
 
     def list(self, *, include_revoked: bool = True) -> list[KeyInfo]:
         """Every key, oldest first (no secrets)."""
-        sql = "SELECT id, name, role, created, last_used, revoked FROM api_keys"
-        if not include_revoked:
-            sql += " WHERE revoked IS NULL"
-        with closing(self._connect()) as con:
-            return [self._info(r) for r in con.execute(sql + " ORDER BY created, id")]
+        with self._connect() as con:
+            return [self._info(r) for r in _rows.all_keys(con, include_revoked=include_revoked)]
 
     def count(self, *, include_revoked: bool = False) -> int:
         """How many keys (live ones only unless ``include_revoked``)."""
-        sql = "SELECT COUNT(*) FROM api_keys" + ("" if include_revoked else " WHERE revoked IS NULL")
-        with closing(self._connect()) as con:
-            return int(con.execute(sql).fetchone()[0])
+        with self._connect() as con:
+            return _rows.count(con, include_revoked=include_revoked)
