@@ -194,7 +194,7 @@ _ONNX_ONLY = ("labels", "size", "mean", "std", "origin")
 def _cmd_add(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..models.runs import add_run, is_run_dir
+    from ..models.runs import is_run_dir
 
     if Path(args.path).expanduser().is_dir():
         if not is_run_dir(args.path):
@@ -203,7 +203,9 @@ def _cmd_add(args: argparse.Namespace) -> int:
         given = [f"--{k}" for k in _ONNX_ONLY if getattr(args, k) is not None]
         if given:
             return fail(f"{', '.join(given)} apply to .onnx files; a run folder brings its own (model.json)", code=2)
-        spec = add_run(args.path, name=args.name, replace=args.replace, default=args.default)
+        from ..train.run import register_run  # exports a missing model.onnx (torch, on demand)
+
+        spec = register_run(args.path, name=args.name, replace=args.replace, default=args.default)
         if args.task and args.task != spec.task:
             log.warning("--task %s ignored: the run is a %s model", args.task, spec.task)
         classes = spec.options.get("classes") or []

@@ -1,11 +1,14 @@
 """Trained runs as registry entries: a run folder (``model.json`` + ``model.onnx``) is a model.
 
-``pixsight train`` writes ``runs/<task>/<name>/`` (docs/design/learning.md). This module
-reads such a folder without torch: :func:`read_run_meta` validates ``model.json``,
+``pixsight train`` writes ``runs/<task>/<name>/`` (docs/design/learning.md). This module is the
+one torch-free reader of such a folder, used by the registry and by :mod:`pixsight.train.run`
+alike: :func:`read_model_json` validates ``model.json`` (one set of checks, limits and
+:class:`RunError` messages), :func:`read_run_meta` fills in the registry's defaults,
 :func:`run_spec` turns the folder into a :class:`~pixsight.models.spec.ModelSpec` whose
 version is the sha256 prefix of ``model.onnx`` (so the catalog re-analyses when the weights
-change), and :func:`add_run` registers it (``pixsight models add RUN_DIR``), exporting the
-ONNX file through :mod:`pixsight.train.run` first when it is missing (torch is fine there).
+change), and :func:`add_run` registers it. Exporting a missing ``model.onnx`` needs torch and
+is the training side's job (:func:`pixsight.train.run.register_run`, what
+``pixsight models add RUN_DIR`` calls).
 
 Example::
 
@@ -32,8 +35,9 @@ from ..core.fileio import sha256_file
 from ..core.preprocess import parse_preprocess
 from .spec import ModelSpec, WeightsSource
 
-__all__ = ["RUN_FORMAT", "TRAINED_TASKS", "DEFAULT_POSTPROCESS", "is_run_dir", "read_run_meta", "run_spec",
-           "add_run", "check_run_outputs", "refresh"]
+__all__ = ["RUN_FORMAT", "TRAINED_TASKS", "DEFAULT_POSTPROCESS", "MAX_META_BYTES", "RunError", "is_run_dir",
+           "run_folder", "read_model_json", "read_run_meta", "onnx_file", "run_spec", "add_run", "check_run_outputs",
+           "refresh"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,16 @@ TRAINED_TASKS: tuple[str, ...] = ("classify", "detect", "segment")
 #: Detection post-processing defaults (model.json ``postprocess`` overrides them).
 DEFAULT_POSTPROCESS: dict[str, float] = {"score_threshold": 0.05, "iou_threshold": 0.6, "max_detections": 100,
                                          "analyze_score_threshold": 0.3}
-_MAX_META_BYTES = 4 << 20  # model.json is small; refuse anything that is not
+#: model.json is small; anything larger is refused unread.
+MAX_META_BYTES = 4 << 20
+
+
+class RunError(ConfigError):
+    """A folder is not a (complete, valid) training run, or its ``model.json`` is invalid.
+
+    A :class:`~pixsight.core.errors.ConfigError`: the message names the file and the field
+    and says what to do.
+    """
 
 
 def is_run_dir(path: str | os.PathLike[str]) -> bool:
@@ -57,75 +70,125 @@ def is_run_dir(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and (p / "model.json").is_file()
 
 
+def run_folder(path: str | os.PathLike[str]) -> Path:
+    """The run folder of ``path`` (a run folder or its ``model.json``), user-expanded.
+
+    >>> run_folder("runs/classify/shapes/model.json").as_posix()
+    'runs/classify/shapes'
+    """
+    p = Path(path).expanduser()
+    return p.parent if p.name == "model.json" and not p.is_dir() else p
+
+
 def _safe_name(text: str) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.").lower()
     return name or "trained-model"
 
 
-def read_run_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a run folder's ``model.json``; returns it with defaults filled in.
+def read_model_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run folder's ``model.json`` as written, after validating every field a reader uses.
+
+    ``path`` is the run folder or its ``model.json``. ``format``, ``task``, ``classes`` and
+    ``preprocess`` are required; ``name``, ``arch``, ``postprocess``, ``metrics`` and ``onnx``
+    are checked when present.
 
     Raises:
-        ConfigError: not a run folder, or ``model.json`` is not a valid ``pixsight-run/1``
-            file (the message names the field and says how to fix it).
+        RunError: not a run folder, an unreadable or oversized (> 4 MiB) file, or an invalid
+            field (the message names it and says how to fix it).
 
-    >>> read_run_meta("/nonexistent")
+    >>> read_model_json("/nonexistent")
     Traceback (most recent call last):
     ...
-    pixsight.core.errors.ConfigError: /nonexistent: not a pixsight run folder (no model.json); ...
+    pixsight.models.runs.RunError: /nonexistent: is not a folder; expected a pixsight run folder with model.json ...
     """
-    run = Path(path).expanduser()
+    run = run_folder(path)
     meta_path = run / "model.json"
-    if not is_run_dir(run):
-        raise ConfigError("not a pixsight run folder (no model.json); train one with `pixsight train TASK ...`, "
-                          "or register an .onnx file with `pixsight models add FILE.onnx --task ...`", path=str(run))
+    if not run.is_dir():
+        raise RunError("is not a folder; expected a pixsight run folder with model.json (train one with "
+                       "`pixsight train TASK ...`)", path=str(run))
+    if not meta_path.is_file():
+        raise RunError("not a pixsight run folder (no model.json); train one with `pixsight train TASK ...`, "
+                       "or register an .onnx file with `pixsight models add FILE.onnx --task ...`", path=str(run))
     where = str(meta_path)
     try:
-        if meta_path.stat().st_size > _MAX_META_BYTES:
-            raise ConfigError(f"model.json is larger than {_MAX_META_BYTES >> 20} MiB; it is not a run file", path=where)
+        if meta_path.stat().st_size > MAX_META_BYTES:
+            raise RunError(f"model.json is larger than {MAX_META_BYTES >> 20} MiB; it is not a run file", path=where)
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot read model.json ({err})", path=where) from err
+        raise RunError(f"cannot read model.json ({err})", path=where) from None
+    _check_meta(meta, where)
+    return meta
+
+
+def _check_meta(meta: Any, where: str) -> None:
+    """Raise :class:`RunError` on the first invalid field of a parsed ``model.json``."""
     if not isinstance(meta, dict):
-        raise ConfigError("model.json must hold a JSON object", path=where)
+        raise RunError("model.json must hold a JSON object", path=where)
     if meta.get("format") != RUN_FORMAT:
-        raise ConfigError(f"model.json format is {meta.get('format')!r}, expected {RUN_FORMAT!r}; "
-                          "it was written by another tool or a newer pixsight", path=where)
+        raise RunError(f"model.json format is {meta.get('format')!r}, expected {RUN_FORMAT!r}; "
+                       "it was written by another tool or a newer pixsight", path=where)
     task = meta.get("task")
     if task not in TRAINED_TASKS:
-        raise ConfigError(f"model.json task is {task!r}; a run holds one of {', '.join(TRAINED_TASKS)}", path=where)
+        raise RunError(f"model.json task is {task!r}; a run holds one of {', '.join(TRAINED_TASKS)}", path=where)
     classes = meta.get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes) \
             or len(set(classes)) != len(classes):
-        raise ConfigError("model.json classes must be a non-empty list of distinct class names", path=where)
+        raise RunError("model.json classes must be a non-empty list of distinct class names", path=where)
+    if "name" in meta and not (isinstance(meta["name"], str) and meta["name"]):
+        raise RunError(f"model.json name must be a non-empty string, got {meta['name']!r}", path=where)
+    arch = meta.get("arch")
+    if arch is not None and (not isinstance(arch, dict) or not isinstance(arch.get("name"), str)
+                             or not isinstance(arch.get("params", {}), dict)):
+        raise RunError("model.json arch must be {'name': str, 'params': {...}}", path=where)
     try:
-        pre = parse_preprocess(meta.get("preprocess"))  # type: ignore[arg-type]
+        parse_preprocess(meta.get("preprocess"))  # type: ignore[arg-type]
     except ConfigError as err:
-        raise ConfigError(f"model.json {err.message}", path=where) from None
+        raise RunError(f"model.json {err.message}", path=where) from None
+    given = meta.get("postprocess")
+    if given is not None and not isinstance(given, dict):
+        raise RunError("model.json postprocess must be an object or null", path=where)
+    for key, value in (given or {}).items():
+        if key in DEFAULT_POSTPROCESS and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                           or not np.isfinite(value) or value < 0):
+            raise RunError(f"model.json postprocess.{key} must be a non-negative number, got {value!r}", path=where)
+    for key in ("metrics", "onnx"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise RunError(f"model.json {key} must be an object", path=where)
+
+
+def read_run_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """:func:`read_model_json` with the registry's defaults filled in.
+
+    ``name`` defaults to the folder's name, ``preprocess`` is normalised, ``postprocess``
+    holds every :data:`DEFAULT_POSTPROCESS` key, ``metrics`` only its numbers.
+
+    Raises:
+        RunError: as :func:`read_model_json`.
+    """
+    run = run_folder(path)
+    meta = read_model_json(run)
     post = dict(DEFAULT_POSTPROCESS)
-    given = meta.get("postprocess") or {}
-    if not isinstance(given, dict):
-        raise ConfigError("model.json postprocess must be an object", path=where)
-    for key, value in given.items():
-        if key in DEFAULT_POSTPROCESS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise ConfigError(f"model.json postprocess.{key} must be a non-negative number, got {value!r}", path=where)
-            post[key] = value
+    post.update({k: v for k, v in (meta.get("postprocess") or {}).items() if k in DEFAULT_POSTPROCESS})
     post["max_detections"] = int(post["max_detections"])
     metrics = meta.get("metrics") or {}
     return {
         **meta,
         "name": str(meta.get("name") or run.resolve().name),
-        "classes": list(classes),
-        "preprocess": pre.to_dict(),
+        "classes": list(meta["classes"]),
+        "preprocess": parse_preprocess(meta["preprocess"]).to_dict(),
         "postprocess": post,
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if isinstance(metrics, dict) else {},
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
     }
 
 
-def _onnx_file(run: Path, meta: dict[str, Any]) -> Path:
-    """``model.onnx`` (or ``onnx.file`` when it is a plain file name): always inside the run."""
+def onnx_file(run: str | os.PathLike[str], meta: dict[str, Any]) -> Path:
+    """The run's ONNX file: ``onnx.file`` when it is a plain file name, else ``model.onnx``;
+    always inside the run folder.
+
+    >>> onnx_file("runs/x", {"onnx": {"file": "../../etc/passwd"}}).as_posix()
+    'runs/x/model.onnx'
+    """
+    run = Path(run)
     name = (meta.get("onnx") or {}).get("file") if isinstance(meta.get("onnx"), dict) else None
     if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
         name = "model.onnx"
@@ -144,12 +207,12 @@ def run_spec(path: str | os.PathLike[str], *, name: str | None = None) -> ModelS
     and mtime), so results stored in the catalog are re-computed when the weights change.
 
     Raises:
-        ConfigError: not a valid run folder.
+        RunError: not a valid run folder (a ConfigError).
         WeightsError: ``model.onnx`` is missing (``pixsight models add RUN`` exports it).
     """
-    run = Path(path).expanduser().absolute()
+    run = run_folder(path).absolute()
     meta = read_run_meta(run)
-    onnx_path = _onnx_file(run, meta)
+    onnx_path = onnx_file(run, meta)
     if not onnx_path.is_file():
         raise WeightsError(f"the run has no {onnx_path.name}; export it with `pixsight models add {run}` "
                            "(needs torch once), or re-run training", path=str(run))
@@ -179,17 +242,6 @@ def run_spec(path: str | os.PathLike[str], *, name: str | None = None) -> ModelS
         },
         user=True,
     )
-
-
-def _export_onnx(run: Path) -> None:
-    """Make ``model.onnx`` from the run's best weights (training side; imports torch)."""
-    try:
-        from ..train.run import load_run
-    except ImportError as err:
-        raise WeightsError(f"the run has no model.onnx and it cannot be exported here ({err}); "
-                           "install the training extra: pip install 'pixsight[train]'", path=str(run)) from err
-    log.info("exporting %s/model.onnx from the run's best weights", run)
-    load_run(run).onnx_path(export_if_missing=True)
 
 
 def check_run_outputs(spec: ModelSpec, *, session: Any = None) -> dict[str, tuple[int, ...]]:
@@ -244,25 +296,23 @@ def add_run(
 ) -> ModelSpec:
     """Validate a run folder and register it (under ``model.json``'s name unless ``name``).
 
-    The ONNX file is exported first when missing (through ``pixsight.train.run``, which needs
-    torch), then opened in ONNX Runtime and checked against the task's output contract.
+    The ONNX file is opened in ONNX Runtime and checked against the task's output contract.
+    It must exist: :func:`pixsight.train.run.register_run` (``pixsight models add RUN_DIR``)
+    exports it from the run's weights first when it is missing (that needs torch).
     ``default=True`` makes it the model ``--tasks <its task>`` picks; otherwise the most
     recently added model of a task is picked.
 
     Raises:
         ConfigError: not a run folder, invalid model.json, bad name, or the name is taken
             (pass ``replace=True``, ``--replace`` on the CLI).
-        WeightsError: the ONNX file is missing and cannot be exported, or does not follow
-            the contract.
+        WeightsError: the ONNX file is missing, or does not follow the contract.
 
     Example::
 
         add_run("runs/detect/shapes", name="shapes-v2", default=True)
     """
-    run = Path(path).expanduser().absolute()
+    run = run_folder(path).absolute()
     meta = read_run_meta(run)
-    if not _onnx_file(run, meta).is_file():
-        _export_onnx(run)
     spec_name = name or _safe_name(meta["name"])
     try:
         spec = run_spec(run, name=spec_name)

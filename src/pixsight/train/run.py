@@ -10,6 +10,9 @@
     checkpoint/last.pt    # resume state (tensors and plain containers only; loaded with weights_only=True)
     model.onnx            # exported from best, verified against torch
 
+``model.json`` is read and validated by :func:`pixsight.models.runs.read_model_json`, the one
+torch-free reader the registry uses too (same checks, limits and :class:`RunError` messages).
+
 >>> run = load_run("runs/classify/shapes")        # doctest: +SKIP
 >>> run.task, run.classes                          # doctest: +SKIP
 ('classify', ['circle', 'square', 'triangle'])
@@ -29,23 +32,18 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.errors import PixsightError
+from ..core.errors import WeightsError
 from ..core.fileio import atomic_write_bytes, atomic_write_text, atomic_writer, sha256_file
-from ..core.preprocess import parse_preprocess
+from ..models.runs import RUN_FORMAT, RunError, add_run, onnx_file, read_model_json, run_folder
 
-__all__ = ["RUN_FORMAT", "RunError", "Run", "RunWriter", "load_run"]
+if TYPE_CHECKING:
+    from ..models.spec import ModelSpec
+
+__all__ = ["RUN_FORMAT", "RunError", "Run", "RunWriter", "load_run", "register_run"]
 
 log = logging.getLogger(__name__)
-
-#: ``model.json`` ``format`` of a training run.
-RUN_FORMAT = "pixsight-run/1"
-_TASKS = ("classify", "detect", "segment")
-
-
-class RunError(PixsightError):
-    """A folder is not a (complete, untampered) training run."""
 
 
 def _json_default(value: Any) -> Any:
@@ -230,6 +228,9 @@ class Run:
 
         from .tasks import get_task
 
+        if not isinstance(self.meta.get("arch"), dict):
+            raise RunError("model.json has no arch, so its weights cannot be rebuilt in torch; use its model.onnx",
+                           path=str(self.path))
         task = get_task(self.task)
         model = task.build_model(self.meta["arch"], len(self.classes), pretrained=False)
         path = self.weights_path(weights)
@@ -244,7 +245,7 @@ class Run:
     def onnx_path(self, export_if_missing: bool = True) -> Path:
         """The verified ``model.onnx`` (exported now from best weights when missing or modified)."""
         info = self.meta.get("onnx") or {}
-        p = self.path / str(info.get("file", "model.onnx"))
+        p = onnx_file(self.path, self.meta)
         if p.is_file() and info.get("sha256") and sha256_file(p) == info["sha256"]:
             return p
         if not export_if_missing:
@@ -258,51 +259,45 @@ class Run:
         return self.path / "model.onnx"
 
 
-def _check_meta(meta: Any, where: str) -> None:
-    if not isinstance(meta, dict):
-        raise RunError("model.json is not a JSON object", path=where)
-    if meta.get("format") != RUN_FORMAT:
-        raise RunError(f"model.json format is {meta.get('format')!r}, expected {RUN_FORMAT!r}", path=where)
-    problems = []
-    if meta.get("task") not in _TASKS:
-        problems.append(f"task must be one of {_TASKS}")
-    classes = meta.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes) \
-            or len(set(classes)) != len(classes):
-        problems.append("classes must be a non-empty list of distinct names")
-    if not isinstance(meta.get("name"), str):
-        problems.append("name must be a string")
-    arch = meta.get("arch")
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("params", {}), dict):
-        problems.append("arch must be {'name': str, 'params': {...}}")
-    try:
-        parse_preprocess(meta.get("preprocess"))
-    except PixsightError as err:
-        problems.append(err.message)
-    post = meta.get("postprocess")
-    if post is not None and not isinstance(post, dict):
-        problems.append("postprocess must be an object or null")
-    if problems:
-        raise RunError("model.json is invalid: " + "; ".join(problems), path=where)
-
-
 def load_run(path: str | os.PathLike[str]) -> Run:
     """Open a run folder (or its ``model.json``).
 
     Raises:
-        RunError: not a run folder, unreadable or invalid ``model.json``.
+        RunError: not a run folder, unreadable or invalid ``model.json``
+            (:func:`pixsight.models.runs.read_model_json`).
     """
-    p = Path(path)
-    if p.name == "model.json":
-        p = p.parent
-    meta_path = p / "model.json"
-    if not p.is_dir():
-        raise RunError("is not a folder (expected a training run folder with model.json)", path=str(p))
-    if not meta_path.is_file():
-        raise RunError("is not a training run (no model.json); train one with `pixsight train`", path=str(p))
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise RunError(f"cannot read model.json ({err})", path=str(meta_path)) from None
-    _check_meta(meta, str(meta_path))
-    return Run(p, meta)
+    folder = run_folder(path)
+    return Run(folder, read_model_json(folder))
+
+
+def register_run(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    replace: bool = False,
+    default: bool = False,
+    registry: Any = None,
+) -> ModelSpec:
+    """Register a run folder as a model (``pixsight models add RUN_DIR``), exporting its
+    ``model.onnx`` from the best weights first when it is missing (that needs torch).
+
+    The rest is :func:`pixsight.models.runs.add_run` (validation, output contract, name).
+
+    Raises:
+        RunError / ConfigError: not a run folder, invalid ``model.json``, or the name is taken.
+        WeightsError: the ONNX file is missing and cannot be exported here, or breaks the contract.
+
+    Example::
+
+        register_run("runs/detect/shapes", name="shapes-v2", default=True)
+    """
+    folder = run_folder(path).absolute()
+    meta = read_model_json(folder)
+    if not onnx_file(folder, meta).is_file():
+        log.info("exporting %s/model.onnx from the run's best weights", folder)
+        try:
+            Run(folder, meta).onnx_path(export_if_missing=True)
+        except ImportError as err:
+            raise WeightsError(f"the run has no model.onnx and it cannot be exported here ({err}); "
+                               "install the training extra: pip install 'pixsight[train]'", path=str(folder)) from err
+    return add_run(folder, name=name, replace=replace, default=default, registry=registry)

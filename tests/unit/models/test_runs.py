@@ -148,3 +148,27 @@ def test_default_tasks_stay_builtin_even_with_a_registered_run(runs: dict[str, P
     tasks, skipped = resolve_tasks(AnalyzeConfig(), registry)
     assert "detect" not in tasks and "detect" not in skipped  # trained models run only when asked
     assert resolve_tasks(AnalyzeConfig(tasks=("detect",)), registry)[0] == ("detect",)
+
+
+def test_one_reader_one_error_type(runs: dict[str, Path], tmp_path: Path) -> None:
+    from pixsight.models.runs import RunError, read_model_json
+
+    meta = read_model_json(runs["detect"] / "model.json")  # the file or its folder
+    assert meta == json.loads((runs["detect"] / "model.json").read_text())  # as written, no defaults
+    assert read_run_meta(runs["detect"])["postprocess"]["max_detections"] == 100  # the registry's view fills them
+    edit_meta(runs["detect"], arch={"name": 3})
+    with pytest.raises(RunError, match="arch"):
+        read_model_json(runs["detect"])
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "model.json").write_text(" " * (5 << 20))
+    with pytest.raises(RunError, match="larger than 4 MiB") as info:
+        read_run_meta(big)
+    assert isinstance(info.value, ConfigError)
+
+
+def test_add_run_never_exports_a_missing_onnx(runs: dict[str, Path], registry: Registry) -> None:
+    (runs["detect"] / "model.onnx").unlink()
+    with pytest.raises(WeightsError, match="no model.onnx"):
+        add_run(runs["detect"], registry=registry)
+    assert not (runs["detect"] / "model.onnx").exists() and "tiny-detect" not in registry

@@ -72,6 +72,34 @@ def test_load_run_errors(trained_run, tmp_path: Path) -> None:
         load_run(copy)
 
 
+def test_load_run_and_the_registry_share_one_reader(trained_run, tmp_path: Path) -> None:
+    from pixsight.core.errors import ConfigError
+    from pixsight.models.runs import read_model_json
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run.path, copy)
+    assert load_run(copy / "model.json").meta == read_model_json(copy)
+    (copy / "model.json").write_text(json.dumps({**load_run(copy).meta, "task": "ocr"}))
+    with pytest.raises(RunError, match="task is 'ocr'") as from_train:
+        load_run(copy)
+    with pytest.raises(RunError) as from_models:
+        read_model_json(copy)
+    assert str(from_train.value) == str(from_models.value) and isinstance(from_train.value, ConfigError)
+
+
+def test_register_run_exports_a_missing_onnx(trained_run, tmp_path: Path) -> None:
+    from pixsight.models.registry import Registry
+    from pixsight.train.run import register_run
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run.path, copy)
+    (copy / "model.onnx").unlink()
+    registry = Registry(builtin=[], path=tmp_path / "home" / "registry.json")
+    spec = register_run(copy, name="shapes-again", registry=registry)
+    assert (copy / "model.onnx").stat().st_size > 1000 and spec.options["run_dir"] == str(copy.absolute())
+    assert Registry(builtin=[], path=registry.path).get("shapes-again").key == spec.key
+
+
 def test_modified_onnx_is_exported_again(trained_run, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(trained_run.path, copy)
