@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sqlite3
 from pathlib import Path
 
-from ..core.errors import ImageDecodeError, PixsightError
+from ..core.errors import ImageDecodeError
 from ..core.image import ImageLimits, read_image_bytes
-from .store import connect_readonly
+from .storage import open_session, reads
 
 __all__ = ["catalog_image", "catalog_paths"]
 
@@ -23,14 +22,8 @@ log = logging.getLogger(__name__)
 
 def catalog_paths(db: str | os.PathLike[str], sha256: str) -> list[str]:
     """Every path recorded with content ``sha256`` (analysed ok), newest sighting first."""
-    con = connect_readonly(db)
-    try:
-        return [r[0] for r in con.execute(
-            "SELECT path FROM files WHERE sha256 = ? AND status = 'ok' ORDER BY seen DESC", (sha256,))]
-    except sqlite3.DatabaseError as err:
-        raise PixsightError(f"cannot read the catalog's files: {err}", path=str(db)) from err
-    finally:
-        con.close()
+    with open_session(db, mode="readonly", what="cannot read the catalog's files") as con:
+        return reads.paths(con, sha256, order="newest")
 
 
 def catalog_image(db: str | os.PathLike[str], sha256: str, *,

@@ -13,10 +13,8 @@ the file still has that content; they are decoded by the safe loader and re-enco
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sqlite3
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -30,7 +28,8 @@ from ..core.errors import ImageDecodeError, PixsightError
 from ..core.fileio import printable, printable_path
 from ..catalog.files import catalog_image
 from ..catalog.stats import catalog_stats
-from ..catalog.store import connect_readonly
+from ..catalog.storage import Session, open_session
+from ..catalog.storage import reads
 from ..core.image import encode_clean
 from .auth import ApiError, Principal, require
 
@@ -140,19 +139,14 @@ def _db(request: Request) -> Path:
     return db
 
 
-def _read(db: Path) -> sqlite3.Connection:
-    try:
-        return connect_readonly(db)
-    except sqlite3.DatabaseError as err:
-        raise PixsightError(f"cannot read the catalog: {err}") from err
+def _read(db: Path) -> Session:
+    """A read-only session; database errors become ``CatalogError`` (a 400 with the reason)."""
+    return open_session(db, mode="readonly", what="cannot read the catalog")
 
 
 def _known(db: Path, sha: str) -> bool:
-    con = _read(db)
-    try:
-        return con.execute("SELECT 1 FROM images WHERE sha256 = ?", (sha,)).fetchone() is not None
-    finally:
-        con.close()
+    with _read(db) as con:
+        return reads.image_known(con, sha)
 
 
 def _not_found(sha: str) -> ApiError:
@@ -167,22 +161,9 @@ def _cards(db: Path, hits: list[Any]) -> list[ImageCard]:
     shas = [h.sha256 for h in hits]
     if not shas:
         return []
-    marks = ",".join("?" * len(shas))
-    con = _read(db)
-    try:
-        facts = {r[0]: r[1:] for r in con.execute(
-            "SELECT i.sha256, i.width, i.height, a.updated, a.needs_review, d.has_text, d.has_faces FROM images i "
-            "LEFT JOIN analyses a ON a.sha256 = i.sha256 LEFT JOIN search_docs d ON d.sha256 = i.sha256 "
-            f"WHERE i.sha256 IN ({marks})", shas)}
-        top: dict[str, tuple[str, float]] = {}
-        for sha, payload in con.execute(
-                f"SELECT sha256, result FROM results WHERE task = 'classify' AND sha256 IN ({marks}) ORDER BY created",
-                shas):  # the latest classify result wins
-            labels = json.loads(payload).get("labels") or []
-            if labels:
-                top[sha] = (str(labels[0]["label"]), float(labels[0]["score"]))
-    finally:
-        con.close()
+    with _read(db) as con:
+        facts = reads.card_facts(con, shas)
+        top = reads.top_labels(con, shas)
     decisions = latest_decisions(db, shas)
     people = people_in(db, [s for s in shas if facts.get(s) and facts[s][5]])
     cards = []
@@ -248,12 +229,8 @@ def get_image(request: Request, sha256: str, principal: Principal = viewer) -> I
         analysis = cat.load_analysis(sha, with_vectors=False)
     if analysis is None:
         raise _not_found(sha)
-    con = _read(db)
-    try:
-        paths = [r[0] for r in con.execute("SELECT path FROM files WHERE sha256 = ? AND status = 'ok' ORDER BY path",
-                                           (sha,))]
-    finally:
-        con.close()
+    with _read(db) as con:
+        paths = reads.paths(con, sha)
     named = name_faces(db, analysis)
     return ImageDetail(analysis=named.to_dict(), paths=[printable_path(p) for p in paths], people=names_in(named),
                        reviews=[r.to_dict() for r in history(db, sha)], similar_url=f"/v1/images/{sha}/similar")
@@ -343,6 +320,7 @@ def image_thumb(request: Request, sha256: str, size: int = Query(256, ge=16, le=
 @router.get("/images/{sha256}/similar", response_model=SimilarPage, summary="Visually similar images")
 def similar_images(request: Request, sha256: str, k: int = Query(12, ge=1, le=100),
                    principal: Principal = viewer) -> SimilarPage:
+    from ..catalog.errors import UnknownImageError
     from ..catalog.search import hits_for
     from ..catalog.vectors import VectorIndexError, similar
 
@@ -352,7 +330,7 @@ def similar_images(request: Request, sha256: str, k: int = Query(12, ge=1, le=10
         raise _not_found(sha)
     try:
         scored = similar(db, sha, k=k)
-    except VectorIndexError as err:  # no embeddings at all, or none for this image
+    except (VectorIndexError, UnknownImageError) as err:  # no embeddings at all, or none for this image
         return SimilarPage(items=[], note=printable(err.message))
     hits = hits_for(db, scored)
     return SimilarPage(items=[SimilarItem(sha256=h.sha256, path=printable_path(h.paths[0]) if h.paths else h.sha256,

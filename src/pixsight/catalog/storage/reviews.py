@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Sequence
 
 from .backend import Session
+from .reads import image_known
 
 __all__ = ["COLUMNS", "claim_next", "release", "image_size", "add", "image_known", "history", "latest",
            "latest_of", "counts"]
@@ -71,10 +72,6 @@ def image_size(s: Session, sha256: str) -> tuple[int, int] | None:
     """``(width, height)`` of a catalogued image, or None."""
     row = s.one("SELECT width, height FROM images WHERE sha256 = ?", (sha256,))
     return None if row is None else (int(row[0]), int(row[1]))
-
-
-def image_known(s: Session, sha256: str) -> bool:
-    return s.one("SELECT 1 FROM images WHERE sha256 = ?", (sha256,)) is not None
 
 
 def add(s: Session, sha256: str, decision: str, reviewer: str, created: float, *, labels: str | None,
