@@ -16,33 +16,41 @@ first saw them (``images.first_seen``; re-analysing an image does not make it "n
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sqlite3
 import threading
 import time
-from contextlib import closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..catalog.store import connect_readonly
+from ..catalog.storage import Session, open_session
+from ..catalog.storage import drift as _rows
+from ..core.errors import CatalogError
 from .drift import DriftError, DriftWindow, detect_drift
 
-if TYPE_CHECKING:
-    from ..serve.metrics import ServeMetrics
-
-__all__ = ["compute_drift_status", "LiveDrift"]
+__all__ = ["compute_drift_status", "DriftGauges", "LiveDrift"]
 
 log = logging.getLogger(__name__)
 
 
-def _connect(db: Path) -> sqlite3.Connection:
-    con = connect_readonly(db)
-    con.execute("PRAGMA query_only=ON")
-    return con
+@runtime_checkable
+class DriftGauges(Protocol):
+    """Where :class:`LiveDrift` publishes each status (the server's metrics object satisfies it).
+
+    >>> class Printer:
+    ...     def set_drift(self, status): print(status["status"])
+    >>> isinstance(Printer(), DriftGauges)
+    True
+    """
+
+    def set_drift(self, status: dict[str, Any]) -> None:
+        """Show ``status`` (what :func:`compute_drift_status` returned)."""
+
+
+def _connect(db: Path) -> Session:
+    return open_session(db, mode="readonly", what="cannot read the catalog")
 
 
 def _default_embed_model() -> str | None:
@@ -57,8 +65,8 @@ def _default_embed_model() -> str | None:
         return None
 
 
-def _pick_model(con: sqlite3.Connection, model: str | None) -> str | None:
-    rows = con.execute("SELECT model, COUNT(*) FROM embeddings GROUP BY model ORDER BY COUNT(*) DESC, model").fetchall()
+def _pick_model(con: Session, model: str | None) -> str | None:
+    rows = _rows.embedding_models(con)
     present = {m for m, _ in rows}
     if model is not None:
         return model if model in present else None
@@ -68,23 +76,11 @@ def _pick_model(con: sqlite3.Connection, model: str | None) -> str | None:
     return rows[0][0] if rows else None
 
 
-def _top1(con: sqlite3.Connection, shas: list[str]) -> tuple[list[str], list[float]]:
+def _top1(con: Session, shas: list[str]) -> tuple[list[str], list[float]]:
     """Top-1 label and score of the latest ``classify`` result of each image that has one."""
-    labels: list[str] = []
-    scores: list[float] = []
-    for sha in shas:
-        row = con.execute("SELECT result FROM results WHERE sha256=? AND task='classify' ORDER BY created DESC "
-                          "LIMIT 1", (sha,)).fetchone()
-        if row is None:
-            continue
-        try:
-            items = json.loads(row[0]).get("labels") or []
-        except (ValueError, AttributeError):
-            continue
-        if items:
-            labels.append(str(items[0]["label"]))
-            scores.append(float(items[0]["score"]))
-    return labels, scores
+    found = _rows.latest_top1(con, shas)
+    pairs = [found[sha] for sha in shas if sha in found]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _window_info(rows: list[tuple[str, float, bytes]], n_labels: int) -> dict[str, Any]:
@@ -144,18 +140,15 @@ def compute_drift_status(
     if not path.is_file():
         return _empty(f"no catalog at {path}: analyse images first")
     try:
-        with closing(_connect(path)) as con:
-            try:
-                chosen = _pick_model(con, model)
-            except sqlite3.OperationalError:
+        with _connect(path) as con:
+            if not con.backend.has_table(con, "embeddings"):
                 return _empty("the catalog has no embeddings table yet")
+            chosen = _pick_model(con, model)
             if chosen is None:
                 what = f"from model {model!r}" if model else "at all"
                 return _empty(f"the catalog has no image embeddings {what}: serve or analyse with the embed task",
                               model=model)
-            rows: list[tuple[str, float, bytes]] = con.execute(
-                "SELECT i.sha256, i.first_seen, e.vector FROM images i JOIN embeddings e ON e.sha256 = i.sha256 "
-                "WHERE e.model = ? ORDER BY i.first_seen, i.rowid", (chosen,)).fetchall()
+            rows = _rows.embedded_images(con, chosen)
             total = len(rows)
             if reference_range is not None:
                 start, end = reference_range
@@ -178,9 +171,9 @@ def compute_drift_status(
                 vectors = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in part])
                 windows.append((DriftWindow(embeddings=vectors, labels=labels, confidences=scores, name=name,
                                             model=chosen), len(labels)))
-    except sqlite3.DatabaseError as err:
-        log.warning("drift: cannot read the catalog %s: %s", path, err)
-        return _empty(f"cannot read the catalog: {err}")
+    except CatalogError as err:
+        log.warning("drift: cannot read the catalog %s: %s", path, err.message)
+        return _empty(err.message)
     try:
         report = detect_drift(windows[0][0], windows[1][0], alpha=alpha, psi_threshold=psi_threshold,
                               permutations=permutations, min_images=min_size)
@@ -206,11 +199,9 @@ def compute_drift_status(
 def _fingerprint(db: Path) -> tuple[Any, ...] | None:
     """Cheap summary of what the drift windows depend on (skip recomputing when unchanged)."""
     try:
-        with closing(_connect(db)) as con:
-            images = con.execute("SELECT COUNT(*), MAX(first_seen) FROM images").fetchone()
-            results = con.execute("SELECT COUNT(*), MAX(created) FROM results").fetchone()
-            return (*images, *results)
-    except (sqlite3.DatabaseError, OSError, ValueError):
+        with _connect(db) as con:
+            return _rows.fingerprint(con)
+    except (CatalogError, OSError, ValueError):
         return None
 
 
@@ -218,7 +209,8 @@ class LiveDrift:
     """The catalog's drift status, cached and refreshed every ``interval_s`` in a daemon thread.
 
     ``interval_s <= 0`` means no background thread: :meth:`status` recomputes when the
-    catalog changed. Each refresh also sets ``metrics.set_drift(status)``. Extra keyword
+    catalog changed. Each refresh also calls ``metrics.set_drift(status)`` (any
+    :class:`DriftGauges`; ``pixsight serve`` passes its metrics). Extra keyword
     arguments go to :func:`compute_drift_status` (window sizes, ``reference_range`` ...).
 
     >>> import tempfile, os
@@ -227,7 +219,7 @@ class LiveDrift:
     'insufficient_data'
     """
 
-    def __init__(self, db: str | os.PathLike[str], interval_s: float = 60.0, metrics: ServeMetrics | None = None,
+    def __init__(self, db: str | os.PathLike[str], interval_s: float = 60.0, metrics: DriftGauges | None = None,
                  **options: Any) -> None:
         self.db = Path(db)
         self.interval_s = float(interval_s)

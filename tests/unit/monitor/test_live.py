@@ -16,7 +16,7 @@ from pixsight.catalog.store import Catalog
 from pixsight.core.image import load_image
 from pixsight.core.types import Analysis
 from pixsight.monitor.drift import DriftError
-from pixsight.monitor.live import LiveDrift, compute_drift_status
+from pixsight.monitor.live import DriftGauges, LiveDrift, compute_drift_status
 from pixsight.serve.metrics import ServeMetrics
 
 N_EACH = 32
@@ -175,3 +175,17 @@ def test_missing_catalog_is_insufficient_data(tmp_path: Path) -> None:
     assert status["status"] == "insufficient_data" and "no catalog" in status["message"]
     Catalog(tmp_path / "empty.sqlite").close()
     assert "no image embeddings" in compute_drift_status(tmp_path / "empty.sqlite")["message"]
+
+
+def test_live_drift_publishes_to_any_gauges_and_the_server_metrics_are_such_gauges(tmp_path):
+    """monitor does not import serve: the server's metrics satisfy monitor's DriftGauges protocol."""
+    assert isinstance(ServeMetrics(), DriftGauges)
+    seen: list[dict[str, Any]] = []
+
+    class Gauges:
+        def set_drift(self, status: dict[str, Any]) -> None:
+            seen.append(status)
+
+    live = LiveDrift(tmp_path / "none.sqlite", interval_s=0, metrics=Gauges())
+    assert live.status()["status"] == "insufficient_data"
+    assert [s["status"] for s in seen] == ["insufficient_data"]
