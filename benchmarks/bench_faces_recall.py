@@ -234,7 +234,7 @@ def evaluate(samples: list[Sample], plan: DetectorPlan, min_score: float, hog, m
     ms = []
     for s in samples:
         t0 = time.perf_counter()
-        det = detect_faces(s.pixels, hog=hog, mmod=mmod, plan=plan, min_score=min_score)
+        det = detect_faces(s.pixels, hog=hog, mmod=mmod, plan=plan, conf_threshold=min_score)
         ms.append((time.perf_counter() - t0) * 1000)
         tp, found = match(det.boxes, det.scores, s.gt)
         n_gt += len(s.gt)
@@ -255,7 +255,7 @@ def fit_calibration(samples: list[Sample], hog, mmod) -> None:
     for name, plan in (("hog", DetectorPlan(hog_threshold=-0.6)), ("mmod", DetectorPlan(hog_pixels=0, mmod_max_side=640))):
         raws, labels = [], []
         for s in samples:
-            det = detect_faces(s.pixels, hog=hog, mmod=mmod, plan=plan, min_score=0.0)
+            det = detect_faces(s.pixels, hog=hog, mmod=mmod, plan=plan, conf_threshold=0.0)
             tp, _ = match(det.boxes, det.raw, s.gt)
             order = np.argsort(-det.raw)
             raws += list(det.raw[order])

@@ -152,7 +152,7 @@ def test_train_then_analyze_a_real_run(env: dict[str, str], tmp_path: Path) -> N
     loaded = load_run(run)
     module = loaded.build_model()
     post = loaded.postprocess
-    stage = load_trained_stage(run, score_threshold=post["score_threshold"])
+    stage = load_trained_stage(run, conf_threshold=post["score_threshold"])
     image = load_image(str(sorted((data / "images").rglob("*.jpg"))[0]))
     [dets] = stage.predict([image])
     x, lb = prepare_input(image.pixels, loaded.preprocess)

@@ -104,13 +104,13 @@ def _jpeg(pixels: np.ndarray) -> bytes:
 
 
 def test_review_thresholds_are_configuration() -> None:
-    strict = AnalyzeConfig(tasks=("classify",), review=ReviewThresholds(classify_min_score=0.99))
+    strict = AnalyzeConfig(tasks=("classify",), review=ReviewThresholds(classify_conf_threshold=0.99))
     with Analyzer(strict) as analyzer:
         a = analyzer.analyze_bytes(_jpeg(data.chelsea()), name="cat.jpg")
     assert a.needs_review and a.review_reasons[0].startswith("classify:")
     label = a.results["classify"].top_label
     lenient = AnalyzeConfig(tasks=("classify",),
-                            review=ReviewThresholds(classify_min_score=0.99, classify_per_class={label: 0.01}))
+                            review=ReviewThresholds(classify_conf_threshold=0.99, classify_per_class={label: 0.01}))
     with Analyzer(lenient) as analyzer:
         b = analyzer.analyze_bytes(_jpeg(data.chelsea()), name="cat.jpg")
     assert not b.needs_review and b.review_reasons == []

@@ -161,8 +161,8 @@ def test_calibration_is_monotone_and_bounded() -> None:
     for det in ("hog-front", "mmod"):
         unit = calibrate_score(raw, det)
         assert np.all(np.diff(unit) >= 0) and unit.min() >= 0 and unit.max() <= 1
-    # a HOG margin at dlib's own threshold (0.0) is below the default min_score: FPs live there
-    assert float(calibrate_score(0.0, "hog-right")) < AnalyzeConfig().faces.min_score
+    # a HOG margin at dlib's own threshold (0.0) is below the default conf_threshold: FPs live there
+    assert float(calibrate_score(0.0, "hog-right")) < AnalyzeConfig().faces.conf_threshold
     assert float(calibrate_score(0.0, "mmod")) == pytest.approx(0.5)
 
 

@@ -197,8 +197,8 @@ def test_tesseract_backend_reads_the_page(monkeypatch: pytest.MonkeyPatch) -> No
     assert cer(GT_PAGE.read_text(), result.text) < 0.1  # flattened: 0.017; raw Tesseract 0.438
 
 
-def test_min_line_score_drops_lines(page_result: TextLines) -> None:
-    cfg = dataclasses.replace(AnalyzeConfig(), ocr=OcrOptions(min_line_score=0.999))
+def test_conf_threshold_drops_lines(page_result: TextLines) -> None:
+    cfg = dataclasses.replace(AnalyzeConfig(), ocr=OcrOptions(conf_threshold=0.999))
     strict = create_stage(SPEC["pixsight-ocr"], cfg, ("ocr",)).read(data.page())
     assert len(strict) < len(page_result)
     assert np.all(strict.scores >= 0.999)

@@ -4,17 +4,23 @@ A config file is TOML; every key is optional and falls back to the defaults belo
 
     # pixsight.toml
     [review]
-    classify_min_score = 0.30          # top-1 score below this -> needs_review
-    ocr_min_line_score = 0.60
-    faces_min_score = 0.50
+    classify_conf_threshold = 0.30     # top-1 score below this -> needs_review
+    ocr_conf_threshold = 0.60
+    faces_conf_threshold = 0.50
     [review.classify_per_class]        # per-class minimum top-1 score
     "tabby" = 0.5
 
     [ocr]
     engine = "auto"                    # auto | rapidocr | tesseract
+    conf_threshold = 0.5               # lines below this are dropped
 
->>> cfg = AnalyzeConfig.from_mapping({"review": {"classify_min_score": 0.5}})
->>> cfg.review.classify_min_score
+Thresholds on scores are ``conf_threshold`` everywhere (the team vocabulary). The former
+keys (``classify_min_score``, ``ocr_min_line_score``, ``faces_min_score``,
+``detect_min_score``, ``[ocr] min_line_score``, ``[faces] min_score``,
+``[detect] score_threshold``) still work and log a warning naming the new key.
+
+>>> cfg = AnalyzeConfig.from_mapping({"review": {"classify_conf_threshold": 0.5}})
+>>> cfg.review.classify_conf_threshold
 0.5
 """
 
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .deprecation import rename_keys, renamed_fields
 from .errors import ConfigError
 from .image import ImageLimits
 
@@ -57,15 +64,17 @@ def cache_dir(*parts: str) -> Path:
     return p
 
 
+@renamed_fields(classify_min_score="classify_conf_threshold", ocr_min_line_score="ocr_conf_threshold",
+                faces_min_score="faces_conf_threshold", detect_min_score="detect_conf_threshold")
 @dataclass(frozen=True)
 class ReviewThresholds:
     """When an image's results are doubtful enough to send it to a human."""
 
-    classify_min_score: float = 0.30  # top-1 probability
+    classify_conf_threshold: float = 0.30  # top-1 probability
     classify_per_class: dict[str, float] = field(default_factory=dict)  # label -> min top-1 score
-    ocr_min_line_score: float = 0.60  # any OCR line below this
-    faces_min_score: float = 0.50  # any face below this
-    detect_min_score: float = 0.50  # any reported detection (trained detector) below this
+    ocr_conf_threshold: float = 0.60  # any OCR line below this
+    faces_conf_threshold: float = 0.50  # any face below this
+    detect_conf_threshold: float = 0.50  # any reported detection (trained detector) below this
     detect_per_class: dict[str, float] = field(default_factory=dict)  # label -> min detection score
 
 
@@ -80,25 +89,28 @@ class EmbedOptions:
     model: str = "efficientnet-lite0-embed"
 
 
+@renamed_fields(min_line_score="conf_threshold")
 @dataclass(frozen=True)
 class OcrOptions:
     model: str = "pixsight-ocr"  # the combined pipeline; or rapidocr-ppocrv6 / tesseract-eng
     engine: str = "auto"
-    min_line_score: float = 0.5  # lines below this are dropped as noise
+    conf_threshold: float = 0.5  # lines below this are dropped as noise
 
 
+@renamed_fields(min_score="conf_threshold")
 @dataclass(frozen=True)
 class FacesOptions:
     model: str = "dlib-faces"
-    min_score: float = 0.35  # detections below this are dropped
+    conf_threshold: float = 0.35  # detections below this are dropped
     with_embeddings: bool = True
     detector: str = "fast"  # fast (HOG at 1.5 MP, ~0.1 s) | accurate (HOG at 3 MP + MMOD CNN, seconds/image)
 
 
+@renamed_fields(score_threshold="conf_threshold")
 @dataclass(frozen=True)
 class DetectOptions:
     model: str = ""  # "" = the registered detect model (pixsight models add RUN); or a name / run folder
-    score_threshold: float = -1.0  # < 0 = the model's postprocess.analyze_score_threshold (model.json)
+    conf_threshold: float = -1.0  # < 0 = the model's postprocess.analyze_score_threshold (model.json)
 
 
 @dataclass(frozen=True)
@@ -138,7 +150,8 @@ class AnalyzeConfig:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], *, source: str = "<config>") -> AnalyzeConfig:
-        """Build from a nested mapping (e.g. parsed TOML); unknown keys are an error."""
+        """Build from a nested mapping (e.g. parsed TOML); unknown keys are an error, former
+        key names are mapped to the current ones with a logged warning."""
         return _build(cls, data, source)
 
     @classmethod
@@ -153,9 +166,10 @@ class AnalyzeConfig:
         return cls.from_mapping(data, source=str(path))
 
 
-def _build(cls: type, data: dict[str, Any], source: str) -> Any:
+def _build(cls: type, data: dict[str, Any], source: str, section: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"section for {cls.__name__} must be a table, got {type(data).__name__}", path=source)
+    data = rename_keys(data, getattr(cls, "__renamed__", {}), section=section, source=source)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
@@ -165,7 +179,7 @@ def _build(cls: type, data: dict[str, Any], source: str) -> Any:
         f = fields[name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, source)
+            kwargs[name] = _build(type(default), value, source, f"{section}.{name}" if section else name)
         elif name == "tasks" and value is not None:
             if not isinstance(value, (list, tuple)) or not all(isinstance(t, str) for t in value):
                 raise ConfigError(f"{cls.__name__}.tasks must be a list of task names, got {value!r}", path=source)

@@ -6,7 +6,7 @@ The contract (docs/design/learning.md): RGB uint8 image -> bilinear resize (Pill
 with the mean colour, which is 0 after normalisation; the placement is
 :func:`pixsight.core.boxes.letterbox_geometry`). Training-time validation and the ONNX stage
 both call :func:`prepare_input`, so they see bit-for-bit the same tensor. The ImageNet registry
-entries crop instead (``"center_crop"`` / ``"squash"``): :func:`preprocess_into`, which the
+entries crop instead (``"center_crop"`` / ``"stretch"``): :func:`preprocess_into`, which the
 ImageNet stage, the INT8 calibration and Grad-CAM share.
 
 >>> import numpy as np
@@ -143,9 +143,9 @@ def preprocess_into(
     """Resize one RGB uint8 image into ``out`` (3, size, size) float32, values still 0-255.
 
     The preprocessing of the ImageNet registry entries (``resize`` ``"center_crop"`` /
-    ``"squash"``), written straight into a preallocated batch row: ``center_crop`` takes the
+    ``"stretch"``), written straight into a preallocated batch row: ``center_crop`` takes the
     centre ``crop_pct`` of the shorter side (a square) and resizes it in one Pillow call;
-    ``squash`` resizes the whole image ignoring its aspect ratio. The caller scales with
+    ``stretch`` (formerly ``squash``) resizes the whole image ignoring its aspect ratio. The caller scales with
     ``mean``/``std`` (the ImageNet stage, the INT8 calibration crops and Grad-CAM all do).
 
     Raises:
@@ -160,14 +160,14 @@ def preprocess_into(
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8 or 0 in pixels.shape:
         raise ValueError(f"expected RGB uint8 pixels (H, W, 3), got {pixels.dtype} {pixels.shape}")
     h, w = pixels.shape[:2]
-    if resize == "squash":
+    if resize in ("stretch", "squash"):  # squash: the former name of stretch
         box = (0.0, 0.0, float(w), float(h))
     elif resize == "center_crop":
         side = min(w, h) * crop_pct
         left, top = (w - side) / 2, (h - side) / 2
         box = (left, top, left + side, top + side)
     else:
-        raise ConfigError(f"unknown resize mode {resize!r}; use 'center_crop' or 'squash'")
+        raise ConfigError(f"unknown resize mode {resize!r}; use 'center_crop' or 'stretch'")
     if interpolation not in _INTERP:
         raise ConfigError(f"unknown interpolation {interpolation!r}; use one of {', '.join(INTERPOLATIONS)}")
     img = Image.fromarray(np.ascontiguousarray(pixels), "RGB")

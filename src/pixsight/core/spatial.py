@@ -8,7 +8,7 @@ class ids beside their label names, ``to_dict()`` / ``from_dict()`` for JSON and
 >>> d = Detections(boxes=[[10, 20, 50, 60]], scores=[0.9], class_ids=[1], labels=["square"], model="shapes@1")
 >>> d.to_dict()["detections"][0]
 {'box': [10.0, 20.0, 50.0, 60.0], 'score': 0.9, 'class_id': 1, 'label': 'square'}
->>> len(d.filter(min_score=0.95))
+>>> len(d.filter(conf_threshold=0.95))
 0
 >>> seg = Segmentation.from_class_map(np.array([[0, 1], [2, 2]], np.uint8), ["circle", "square"])
 >>> [(c["label"], c["fraction"]) for c in seg.to_dict()["classes"]]
@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ._results import ResultValidationError, _as_array, _check_len, _check_scores, _r
+from .deprecation import renamed_kwargs
 from .errors import ModelUnavailableError
 
 __all__ = ["Detections", "Segmentation", "resize_nearest"]
@@ -95,9 +96,10 @@ class Detections:
         """No detections (what a model returns for an image without objects)."""
         return cls(boxes=np.zeros((0, 4)), scores=np.zeros(0), class_ids=np.zeros(0, np.int64), labels=[], model=model)
 
-    def filter(self, *, min_score: float) -> Detections:
-        """The detections scoring at least ``min_score``."""
-        return self[self.scores >= min_score]
+    @renamed_kwargs(min_score="conf_threshold")
+    def filter(self, *, conf_threshold: float) -> Detections:
+        """The detections scoring at least ``conf_threshold`` (formerly ``min_score``)."""
+        return self[self.scores >= conf_threshold]
 
     def scaled(self, sx: float, sy: float) -> Detections:
         return Detections(

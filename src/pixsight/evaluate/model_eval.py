@@ -139,7 +139,7 @@ def evaluate_model(model_spec: str | os.PathLike[str], data: str | os.PathLike[s
     if task in ("detect", "segment") and gt.task == "classify":
         raise ConfigError(f"model {spec.name!r} is a {task} model but the dataset has only image labels")
     # every class for a classifier; detections down to the mAP threshold (not analyze's)
-    stage = load_trained_stage(spec, top_k=None, score_threshold=float(post.get("score_threshold", 0.05)))
+    stage = load_trained_stage(spec, top_k=None, conf_threshold=float(post.get("score_threshold", 0.05)))
     try:
         items, errors = predict_dataset(stage, gt, progress=progress)
     finally:

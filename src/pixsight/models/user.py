@@ -167,7 +167,7 @@ def add_model(
         "std": _norm(std, IMAGENET_STD, channels, "std"),
         "scale": 1 / 255,
         "channel_order": "RGB",
-        "resize": "squash",
+        "resize": "stretch",
     }
     width = _output_width(session, contract, model_path)
     label_list: list[str] | None

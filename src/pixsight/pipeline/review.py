@@ -26,24 +26,24 @@ def review_reasons(results: dict[str, Any], thresholds: ReviewThresholds, *,
     cls = results.get("classify")
     if isinstance(cls, Classification) and len(cls):
         label = cls.top_label or ""
-        limit = thresholds.classify_per_class.get(label, thresholds.classify_min_score)
+        limit = thresholds.classify_per_class.get(label, thresholds.classify_conf_threshold)
         if cls.top_score < limit:
             reasons.append(f"classify: top label {label} scored {cls.top_score:.2f}, below {limit:.2f}")
     ocr = results.get("ocr")
     if isinstance(ocr, TextLines) and len(ocr):
-        low = int((ocr.scores < thresholds.ocr_min_line_score).sum())
+        low = int((ocr.scores < thresholds.ocr_conf_threshold).sum())
         if low:
-            reasons.append(f"ocr: {low} of {len(ocr)} lines scored below {thresholds.ocr_min_line_score:.2f}")
+            reasons.append(f"ocr: {low} of {len(ocr)} lines scored below {thresholds.ocr_conf_threshold:.2f}")
     faces = results.get("faces")
     if isinstance(faces, Faces) and len(faces):
-        low = int((faces.scores < thresholds.faces_min_score).sum())
+        low = int((faces.scores < thresholds.faces_conf_threshold).sum())
         if low:
-            reasons.append(f"faces: {low} of {len(faces)} faces scored below {thresholds.faces_min_score:.2f}")
+            reasons.append(f"faces: {low} of {len(faces)} faces scored below {thresholds.faces_conf_threshold:.2f}")
     det = results.get("detect")
     if isinstance(det, Detections) and len(det):
         doubtful: dict[str, int] = {}
         for label, score in zip(det.labels, det.scores.tolist()):
-            if score < thresholds.detect_per_class.get(label, thresholds.detect_min_score):
+            if score < thresholds.detect_per_class.get(label, thresholds.detect_conf_threshold):
                 doubtful[label] = doubtful.get(label, 0) + 1
         if doubtful:
             what = ", ".join(f"{n} {label}" for label, n in sorted(doubtful.items()))

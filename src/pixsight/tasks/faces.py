@@ -6,7 +6,7 @@ Detection combines what dlib ships (see ``docs/faces.md`` for the measurements b
   side views, front rotated left/right) on the image resized to a fixed pixel budget
   (1.5 MP): small photos are upsampled (up to 2x, so faces down to ~40 px are found) and
   big ones downsampled, so the cost is constant (~110 ms per image on one core here).
-  Weak candidates (margin -0.8 up to ``min_score``) get a second look on an upscaled crop
+  Weak candidates (margin -0.8 up to ``conf_threshold``) get a second look on an upscaled crop
   (:mod:`.faces_zoom`): more small and side-view faces for ~10 % more time.
 - ``"accurate"``: HOG at 3 MP plus the MMOD CNN detector on the image bounded to 640 px,
   merged with non-maximum suppression (a mirrored HOG pass is available in
@@ -15,7 +15,7 @@ Detection combines what dlib ships (see ``docs/faces.md`` for the measurements b
 
 Raw detector margins are mapped to [0, 1] by a fixed logistic per detector
 (:func:`calibrate_score`), read off the recall benchmark (``benchmarks/bench_faces_recall.py``);
-the default ``min_score`` 0.35 is a little stricter than dlib's own HOG threshold.
+the default ``conf_threshold`` 0.35 is a little stricter than dlib's own HOG threshold.
 
 Embeddings are dlib's native 128-D ResNet descriptors of aligned 150 px face chips. They
 are *not* L2-normalised (their norm is about 1.4), so that dlib's published convention
@@ -43,6 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.config import AnalyzeConfig
+from ..core.deprecation import renamed_kwargs
 from ..core.errors import ConfigError, ModelUnavailableError, PixsightError
 from ..core.image import LoadedImage
 from ..core.types import Faces
@@ -75,7 +76,7 @@ HOG_FILTERS: tuple[str, ...] = ("hog-front", "hog-left", "hog-right", "hog-front
 #: Read off benchmarks/bench_faces_recall.py (composites + real photos, HOG at 1-3 MP):
 #: HOG margins >= 0.15 were all true faces, 0..0.15 mostly (11/13; the misses were on the
 #: astronaut's suit), below 0 the side-view and rotated filters were mostly wrong. So raw
-#: 0.2 -> 0.5 and the default min_score 0.35 keeps raw >= ~0.08. MMOD: every detection
+#: 0.2 -> 0.5 and the default conf_threshold 0.35 keeps raw >= ~0.08. MMOD: every detection
 #: at its own threshold (0.0) was a face on that set, so raw 0.0 -> 0.5.
 CALIBRATION: dict[str, tuple[float, float]] = {"hog": (0.2, 0.2), "mmod": (0.0, 0.3)}
 
@@ -90,14 +91,14 @@ class DetectorPlan:
         hog_max_upscale: never upsample by more than this (blurry upsampled faces
             give false positives).
         hog_threshold: raw HOG margin to keep a candidate (dlib's own default is 0.0);
-            candidates are then calibrated and filtered by ``min_score``.
+            candidates are then calibrated and filtered by ``conf_threshold``.
         mirror: also run HOG on the mirrored image (the side-view filters are not
             perfectly symmetric).
         mmod_max_side: run the MMOD CNN on the image bounded to this longer side
             (``None`` = off). ~6.5 µs per pixel: 640x480 costs about 2 s.
         nms_iou: boxes overlapping more than this (or one mostly inside another)
             are the same face.
-        zoom_threshold: HOG candidates with a margin from this up to ``min_score`` are
+        zoom_threshold: HOG candidates with a margin from this up to ``conf_threshold`` are
             rerun on a crop upscaled so they are ``zoom_face_px`` wide (``None`` = off);
             at most ``zoom_max_crops`` per image, strongest first. A face found on a crop
             needs a margin >= ``zoom_min_margin`` (0.15: the suit patch on the astronaut
@@ -208,10 +209,11 @@ def _hog_pass(detector: Any, pixels: np.ndarray, plan: DetectorPlan, threshold: 
 
 
 def _zoom_pass(detector: Any, pixels: np.ndarray, plan: DetectorPlan, found: tuple[list, list, list],
-               min_score: float) -> tuple[list, list, list]:
+               conf_threshold: float) -> tuple[list, list, list]:
     """Keep HOG candidates above ``plan.hog_threshold``; add what crops find around weak ones."""
     boxes, raws, names = found
-    weak = weak_candidates(boxes, calibrate_score(np.asarray(raws, dtype=np.float64), "hog"), min_score=min_score)
+    weak = weak_candidates(boxes, calibrate_score(np.asarray(raws, dtype=np.float64), "hog"),
+                           conf_threshold=conf_threshold)
     keep = [i for i, r in enumerate(raws) if r >= plan.hog_threshold]
     out = ([boxes[i] for i in keep], [raws[i] for i in keep], [names[i] for i in keep])
     for box, raw, k in zoom_candidates(pixels, weak, hog=detector, threshold=plan.zoom_min_margin,
@@ -233,8 +235,9 @@ def _mmod_pass(detector: Any, pixels: np.ndarray, max_side: int) -> tuple[list, 
     return boxes, raws, ["mmod"] * len(boxes)
 
 
+@renamed_kwargs(min_score="conf_threshold")
 def detect_faces(
-    pixels: np.ndarray, *, hog: Any, mmod: Any = None, plan: DetectorPlan = PLANS["fast"], min_score: float = 0.0
+    pixels: np.ndarray, *, hog: Any, mmod: Any = None, plan: DetectorPlan = PLANS["fast"], conf_threshold: float = 0.0
 ) -> FaceDetection:
     """Run the detectors of ``plan`` on an RGB uint8 image and merge their boxes.
 
@@ -243,11 +246,11 @@ def detect_faces(
         hog: ``dlib.get_frontal_face_detector()``.
         mmod: a ``dlib.cnn_face_detection_model_v1`` (needed when ``plan.mmod_max_side``).
         plan: which detectors, at what size.
-        min_score: drop merged faces whose calibrated score is below this.
+        conf_threshold: drop merged faces whose calibrated score is below this.
 
     >>> import dlib
     >>> from skimage import data
-    >>> det = detect_faces(data.astronaut(), hog=dlib.get_frontal_face_detector(), min_score=0.35)
+    >>> det = detect_faces(data.astronaut(), hog=dlib.get_frontal_face_detector(), conf_threshold=0.35)
     >>> det.detectors
     ['hog-front']
     """
@@ -258,7 +261,8 @@ def detect_faces(
         zoom = plan.zoom_threshold is not None
         floor = min(plan.hog_threshold, plan.zoom_threshold) if zoom else plan.hog_threshold
         found = _hog_pass(hog, pixels, plan, floor)
-        for acc, new in zip((boxes, raws, names), _zoom_pass(hog, pixels, plan, found, min_score) if zoom else found):
+        zoomed = _zoom_pass(hog, pixels, plan, found, conf_threshold) if zoom else found
+        for acc, new in zip((boxes, raws, names), zoomed):
             acc.extend(new)
     if plan.mmod_max_side:
         if mmod is None:
@@ -273,7 +277,7 @@ def detect_faces(
     keep_boxes, keep_scores, keep_raw, keep_names = [], [], [], []
     for group in nms(b, unit, iou_threshold=plan.nms_iou):
         best = group[0]
-        if unit[best] < min_score:
+        if unit[best] < conf_threshold:
             continue
         keep_boxes.append(b[best])
         keep_scores.append(unit[best])
@@ -316,12 +320,13 @@ class FacesStage:
     1280
     """
 
+    @renamed_kwargs(min_score="conf_threshold")
     def __init__(
         self,
         spec: ModelSpec,
         *,
         detector: str = "fast",
-        min_score: float = 0.35,
+        conf_threshold: float = 0.35,
         with_embeddings: bool = True,
         plan: DetectorPlan | None = None,
     ) -> None:
@@ -333,11 +338,11 @@ class FacesStage:
             ) from err
         if plan is None and detector not in PLANS:
             raise ConfigError(f"faces.detector must be one of {sorted(PLANS)}, got {detector!r}")
-        if not 0.0 <= min_score <= 1.0:
-            raise ConfigError(f"faces.min_score must be in [0, 1], got {min_score}")
+        if not 0.0 <= conf_threshold <= 1.0:
+            raise ConfigError(f"faces.conf_threshold must be in [0, 1], got {conf_threshold}")
         self.spec = spec
         self.plan = plan or PLANS[detector]
-        self.min_score = float(min_score)
+        self.conf_threshold = float(conf_threshold)
         self.with_embeddings = with_embeddings
         landmarks_key = spec.options.get("landmarks", "landmarks5")
         self._hog = dlib.get_frontal_face_detector()
@@ -369,7 +374,7 @@ class FacesStage:
         0
         """
         rgb = _as_rgb(pixels)
-        det = detect_faces(rgb, hog=self._hog, mmod=self._mmod, plan=self.plan, min_score=self.min_score)
+        det = detect_faces(rgb, hog=self._hog, mmod=self._mmod, plan=self.plan, conf_threshold=self.conf_threshold)
         n = len(det.boxes)
         k = self._num_parts
         landmarks = np.zeros((n, k, 2), dtype=np.float32)
@@ -418,6 +423,6 @@ def create_stage(spec: ModelSpec, config: AnalyzeConfig, tasks: tuple[str, ...])
     return FacesStage(
         spec,
         detector=getattr(opts, "detector", "fast"),
-        min_score=opts.min_score,
+        conf_threshold=opts.conf_threshold,
         with_embeddings=opts.with_embeddings,
     )

@@ -25,15 +25,16 @@ import numpy as np
 __all__ = ["weak_candidates", "zoom_candidates"]
 
 
-def weak_candidates(boxes: Sequence[Sequence[float]], scores: np.ndarray, *, min_score: float) -> list:
-    """Boxes scored below ``min_score`` that overlap no box at or above it, best first.
+def weak_candidates(boxes: Sequence[Sequence[float]], scores: np.ndarray, *, conf_threshold: float) -> list:
+    """Boxes scored below ``conf_threshold`` that overlap no box at or above it, best first.
 
-    >>> weak_candidates([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60]], np.array([0.9, 0.2, 0.1]), min_score=0.35)
+    >>> weak_candidates([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60]], np.array([0.9, 0.2, 0.1]),
+    ...                 conf_threshold=0.35)
     [[50, 50, 60, 60]]
     """
     scores = np.asarray(scores).reshape(-1)
-    good = [b for b, s in zip(boxes, scores) if s >= min_score]
-    order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] < min_score]
+    good = [b for b, s in zip(boxes, scores) if s >= conf_threshold]
+    order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] < conf_threshold]
     return [boxes[i] for i in order if not any(_iou(boxes[i], g) > 0.3 for g in good)]
 
 

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.config import AnalyzeConfig
+from ..core.deprecation import canonical_resize
 from ..core.errors import ConfigError, UnknownModelError, WeightsError
 from ..core.image import LoadedImage
 from ..core.preprocess import INTERPOLATIONS, preprocess_into
@@ -112,7 +113,7 @@ class ImageNetStage:
         pre = spec.preprocess
         self._size = int(pre.get("size", 224))
         self._pre = {"size": self._size, "crop_pct": float(pre.get("crop_pct", 0.875)),
-                     "resize": str(pre.get("resize", "center_crop")),
+                     "resize": canonical_resize(str(pre.get("resize", "center_crop")), where=f"model {spec.name!r}"),
                      "interpolation": str(pre.get("interpolation", "bilinear"))}
         if self._pre["interpolation"] not in INTERPOLATIONS:
             raise ConfigError(f"model {spec.name!r}: unknown interpolation {self._pre['interpolation']!r}")

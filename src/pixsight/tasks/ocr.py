@@ -8,7 +8,7 @@ Design (measured in docs/ocr.md): photos of pages with uneven light are the comm
    when it finds nothing (most ordinary photos) the image is done: no recognition runs.
 3. PP-OCRv6 reads each line from the flattened page; a line read with a score below
    ``recheck_below`` is read again from the raw pixels and the better reading is kept.
-4. Lines scoring below ``config.ocr.min_line_score`` are dropped; the rest are put in
+4. Lines scoring below ``config.ocr.conf_threshold`` are dropped; the rest are put in
    reading order (deskew, column gutters, rows; see :mod:`pixsight.tasks.ocr_layout`).
 
 Tesseract is the second engine: ``engine="tesseract"`` uses it (still on the flattened
@@ -35,6 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.config import AnalyzeConfig
+from ..core.deprecation import renamed_fields
 from ..core.errors import ConfigError, ModelUnavailableError, PixsightError, WeightsError
 from ..core.image import LoadedImage
 from ..core.types import TextLines
@@ -55,6 +56,7 @@ ENGINES: tuple[str, ...] = ("auto", "rapidocr", "tesseract")
 OCR_MAX_SIDE = 2560
 
 
+@renamed_fields(min_line_score="conf_threshold")
 @dataclass(frozen=True)
 class OcrSettings:
     """Resolved pipeline options (from the model spec's ``options`` and ``config.ocr``)."""
@@ -64,7 +66,7 @@ class OcrSettings:
     recheck_below: float = 0.9  # re-read lines scoring below this from the raw pixels
     det_max_side: int = 1280  # the detector sees at most this many pixels per side
     probe_side: int = 640  # first look for any text at this size; none found -> done (0: off)
-    min_line_score: float = 0.5  # lines below are dropped as noise
+    conf_threshold: float = 0.5  # lines below are dropped as noise
     upscale_below: int = 200  # images smaller than this (longer side) are enlarged
     rec_min_height: int = 48  # line crops lower than this are enlarged (bicubic) before reading
     lang: str = "eng"  # Tesseract language
@@ -129,7 +131,7 @@ class OcrStage:
         else:
             texts, scores, polys = self._read_tesseract(flatten_illumination(gray) if s.flatten else gray)
         keep = [i for i, (t, sc) in enumerate(zip(texts, scores))
-                if t.strip() and sc >= s.min_line_score and not _looks_like_noise(t, sc)]
+                if t.strip() and sc >= s.conf_threshold and not _looks_like_noise(t, sc)]
         if not keep:
             return TextLines.empty(self.engine_name)
         texts = [texts[i].strip() for i in keep]
@@ -257,7 +259,7 @@ def create_stage(spec: ModelSpec, config: AnalyzeConfig, tasks: tuple[str, ...] 
             recheck_below=float(o.get("recheck_below", 0.9)),
             det_max_side=int(o.get("det_max_side", 1280)),
             probe_side=int(o.get("probe_side", 640)),
-            min_line_score=float(opts.min_line_score),
+            conf_threshold=float(opts.conf_threshold),
             lang=str(o.get("lang", "eng")),
         )
         return OcrStage(settings, model_key=spec.key, rapid=rapid, tesseract=tess)

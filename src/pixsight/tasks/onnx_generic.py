@@ -2,7 +2,7 @@
 
 The input contract comes from ``spec.preprocess``: ``size`` ([h, w]), ``mean``/``std``,
 ``scale`` (default 1/255), ``layout`` (``NCHW`` or ``NHWC``), ``channels`` (3 or 1),
-``channel_order`` (``RGB`` or ``BGR``), ``resize`` (``squash`` or ``center_crop``) and
+``channel_order`` (``RGB`` or ``BGR``), ``resize`` (``stretch``, formerly ``squash``, or ``center_crop``) and
 ``dtype`` (``float32``, ``float16`` or ``uint8``; uint8 inputs get raw pixels).
 
 - classify: the first output is (N, K) scores; rows that are not already probabilities
@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ..core.config import AnalyzeConfig
+from ..core.deprecation import canonical_resize
 from ..core.errors import ConfigError, WeightsError
 from ..core.image import LoadedImage
 from ..core.types import Classification, Embedding
@@ -50,7 +51,7 @@ def preprocess(pixels: np.ndarray, contract: dict[str, Any]) -> np.ndarray:
     if pixels.ndim != 3 or pixels.shape[2] < 3 or min(pixels.shape[:2]) < 1:
         raise ValueError(f"expected RGB pixels of shape (H, W, 3) with H, W >= 1, got {pixels.shape}")
     img = Image.fromarray(np.ascontiguousarray(pixels[..., :3], dtype=np.uint8))
-    if contract.get("resize", "squash") == "center_crop":
+    if contract.get("resize", "stretch") == "center_crop":  # else stretch (or its former name, squash)
         crop_pct = float(contract.get("crop_pct", 0.875))
         short = min(img.size)
         scale = max(h, w) / crop_pct / short
@@ -106,6 +107,8 @@ class OnnxGenericStage:
             raise ConfigError(f"model {spec.name!r}: preprocess needs 'size' and 'input'; re-add it with pixsight models add")
         self.spec = spec
         self.contract = dict(spec.preprocess)
+        self.contract["resize"] = canonical_resize(str(self.contract.get("resize", "stretch")),
+                                                   where=f"model {spec.name!r}")
         self.top_k = max(1, int(top_k))
         self._session = session if session is not None else create_session(resolve_weights(spec), check_external_data=True)
         self.labels = spec_labels(spec) if spec.task == "classify" else None

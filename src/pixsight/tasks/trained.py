@@ -6,7 +6,7 @@ the very function training validation uses, so analyze and eval see the same ten
 
 - classify: softmax over ``logits`` -> the ``top_k`` best classes (:class:`Classification`);
 - detect: ``boxes``/``scores`` -> :func:`pixsight.core.boxes.postprocess_dense` ->
-  :meth:`Letterbox.to_image` -> :class:`Detections` above ``score_threshold`` (analyze: the
+  :meth:`Letterbox.to_image` -> :class:`Detections` above ``conf_threshold`` (analyze: the
   run's ``postprocess.analyze_score_threshold``; eval passes ``postprocess.score_threshold``);
 - segment: argmax of ``logits``, cropped out of the letterbox, nearest-resized to the image
   (:class:`Segmentation`).
@@ -14,7 +14,7 @@ the very function training validation uses, so analyze and eval see the same ten
 ``run(images)`` answers in the coordinates of ``image.pixels`` (the analyzer scales results);
 ``predict(images)`` answers in full-image coordinates. Eval uses :func:`load_trained_stage`::
 
-    stage = load_trained_stage("runs/detect/shapes", score_threshold=0.05)
+    stage = load_trained_stage("runs/detect/shapes", conf_threshold=0.05)
     [dets] = stage.predict([load_image("a.jpg")])      # Detections in image pixels
     stage.info.models                                  # {'detect': 'shapes@3f2a9c...'}
 """
@@ -31,6 +31,7 @@ import numpy as np
 
 from ..core.boxes import Letterbox, postprocess_dense
 from ..core.config import AnalyzeConfig
+from ..core.deprecation import renamed_kwargs
 from ..core.errors import ConfigError, ImageDecodeError, PixsightError, WeightsError
 from ..core.image import LoadedImage
 from ..core.preprocess import prepare_input
@@ -63,8 +64,8 @@ class TrainedStage:
     Args:
         spec: the run's registry entry (:func:`pixsight.models.runs.run_spec`).
         top_k: classes a classifier returns, best first (``None`` = all of them).
-        score_threshold: lowest detection score kept (``None`` = the run's
-            ``postprocess.analyze_score_threshold``).
+        conf_threshold: lowest detection score kept (``None`` = the run's
+            ``postprocess.analyze_score_threshold``); formerly ``score_threshold``.
         batch_size: images per ONNX Runtime call.
         threads: ONNX Runtime intra-op threads (default: every CPU this process may use).
         session: an already open ONNX Runtime session (tests).
@@ -74,7 +75,8 @@ class TrainedStage:
         WeightsError: the ONNX file is missing or cannot be opened.
     """
 
-    def __init__(self, spec: ModelSpec, *, top_k: int | None = None, score_threshold: float | None = None,
+    @renamed_kwargs(score_threshold="conf_threshold")
+    def __init__(self, spec: ModelSpec, *, top_k: int | None = None, conf_threshold: float | None = None,
                  batch_size: int = 16, threads: int | None = None, session: Any = None) -> None:
         if spec.task not in _TASKS or not spec.options.get("classes"):
             raise ConfigError(f"model {spec.name!r} is not a trained classify/detect/segment run "
@@ -85,11 +87,11 @@ class TrainedStage:
         post = dict(spec.options.get("postprocess") or {})
         self.iou_threshold = float(post.get("iou_threshold", 0.6))
         self.max_detections = int(post.get("max_detections", 100))
-        if score_threshold is None:
-            score_threshold = float(post.get("analyze_score_threshold", 0.3))
-        if not 0.0 <= float(score_threshold) <= 1.0:
-            raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold}")
-        self.score_threshold = float(score_threshold)
+        if conf_threshold is None:
+            conf_threshold = float(post.get("analyze_score_threshold", 0.3))
+        if not 0.0 <= float(conf_threshold) <= 1.0:
+            raise ConfigError(f"conf_threshold must be in [0, 1], got {conf_threshold}")
+        self.conf_threshold = float(conf_threshold)
         self.top_k = len(self.classes) if top_k is None else max(1, min(int(top_k), len(self.classes)))
         self._batch = max(1, int(batch_size))
         if session is None:
@@ -114,7 +116,7 @@ class TrainedStage:
             max_side=2 * max(int(h), int(w)),
             batch_size=self._batch,
             extra={"backend": "onnx", "stage": "trained", "run_dir": spec.options.get("run_dir"),
-                   "input_size": [int(h), int(w)], "score_threshold": self.score_threshold},
+                   "input_size": [int(h), int(w)], "conf_threshold": self.conf_threshold},
         )
 
     # -- the Stage protocol ------------------------------------------------------------
@@ -197,7 +199,7 @@ class TrainedStage:
         if scores.ndim != 2 or scores.shape[1] != len(self.classes) or boxes.shape != (scores.shape[0], 4):
             raise WeightsError(f"model {self.spec.name!r} returned boxes {boxes.shape} and scores {scores.shape}; "
                                f"expected (L, 4) and (L, {len(self.classes)})")
-        b, s, c = postprocess_dense(boxes, scores, score_threshold=self.score_threshold,
+        b, s, c = postprocess_dense(boxes, scores, score_threshold=self.conf_threshold,
                                     iou_threshold=self.iou_threshold, max_detections=self.max_detections)
         if lb is None:  # stretched input: scale each axis back
             th, tw = self.preprocess["size"]
@@ -221,17 +223,18 @@ class TrainedStage:
         return Segmentation.from_class_map(resize_nearest(pred, h, w), self.classes, model=self.spec.key)
 
 
+@renamed_kwargs(score_threshold="conf_threshold")
 def load_trained_stage(
     spec_or_path: ModelSpec | str | os.PathLike[str],
     *,
-    score_threshold: float | None = None,
+    conf_threshold: float | None = None,
     top_k: int | None = None,
     batch_size: int = 16,
     threads: int | None = None,
 ) -> TrainedStage:
     """A :class:`TrainedStage` for a run folder, a registered model name or a spec.
 
-    ``score_threshold=None`` keeps what analyze reports (the run's
+    ``conf_threshold=None`` keeps what analyze reports (the run's
     ``analyze_score_threshold``); eval passes the run's ``postprocess.score_threshold`` to get
     the full list for mAP. ``top_k=None`` returns every class of a classifier (full
     probability vector, best first).
@@ -255,7 +258,7 @@ def load_trained_stage(
 
         ref = os.fspath(spec_or_path)
         spec = run_spec(ref) if is_run_dir(ref) or isinstance(spec_or_path, Path) else get_registry().get(ref)
-    return TrainedStage(spec, top_k=top_k, score_threshold=score_threshold, batch_size=batch_size, threads=threads)
+    return TrainedStage(spec, top_k=top_k, conf_threshold=conf_threshold, batch_size=batch_size, threads=threads)
 
 
 def create_stage(spec: ModelSpec, config: AnalyzeConfig, tasks: Sequence[str]) -> TrainedStage:
@@ -267,6 +270,6 @@ def create_stage(spec: ModelSpec, config: AnalyzeConfig, tasks: Sequence[str]) -
     wrong = [t for t in tasks if t != spec.task]
     if wrong:
         raise ConfigError(f"model {spec.name!r} answers {spec.task!r}, not {', '.join(map(repr, wrong))}")
-    threshold = config.detect.score_threshold if spec.task == "detect" and config.detect.score_threshold >= 0 else None
+    threshold = config.detect.conf_threshold if spec.task == "detect" and config.detect.conf_threshold >= 0 else None
     return TrainedStage(spec, top_k=config.classify.top_k if spec.task == "classify" else None,
-                        score_threshold=threshold, batch_size=config.batch_size)
+                        conf_threshold=threshold, batch_size=config.batch_size)

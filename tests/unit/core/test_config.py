@@ -30,9 +30,9 @@ def test_defaults() -> None:
     cfg = AnalyzeConfig()
     assert cfg.tasks is None and cfg.batch_size == 16 and cfg.workers == 2
     assert cfg.review == ReviewThresholds()
-    assert cfg.review.classify_min_score == pytest.approx(0.30)
-    assert cfg.review.ocr_min_line_score == pytest.approx(0.60)
-    assert cfg.review.faces_min_score == pytest.approx(0.50)
+    assert cfg.review.classify_conf_threshold == pytest.approx(0.30)
+    assert cfg.review.ocr_conf_threshold == pytest.approx(0.60)
+    assert cfg.review.faces_conf_threshold == pytest.approx(0.50)
     assert cfg.review.classify_per_class == {}
     assert cfg.limits == ImageLimits()
     assert cfg.ocr.engine == "auto" and cfg.faces.with_embeddings is True
@@ -62,9 +62,9 @@ max_bytes = 1_000_000
 max_pixels = 4_000_000
 
 [review]
-classify_min_score = 0.5
-ocr_min_line_score = 1        # an int is a fine float
-faces_min_score = 0.25
+classify_conf_threshold = 0.5
+ocr_conf_threshold = 1        # an int is a fine float
+faces_conf_threshold = 0.25
 
 [review.classify_per_class]
 "tabby" = 0.7
@@ -76,30 +76,30 @@ top_k = 3
 
 [ocr]
 engine = "tesseract"
-min_line_score = 0.4
+conf_threshold = 0.4
 
 [faces]
 with_embeddings = false
-min_score = 0.6
+conf_threshold = 0.6
 """)
     cfg = AnalyzeConfig.from_file(path)
     assert cfg.tasks == ("classify", "ocr")
     assert (cfg.batch_size, cfg.workers, cfg.with_vectors) == (4, 1, True)
     assert cfg.limits == ImageLimits(max_bytes=1_000_000, max_pixels=4_000_000)
-    assert cfg.review.classify_min_score == 0.5
-    assert cfg.review.ocr_min_line_score == 1
-    assert cfg.review.faces_min_score == 0.25
+    assert cfg.review.classify_conf_threshold == 0.5
+    assert cfg.review.ocr_conf_threshold == 1
+    assert cfg.review.faces_conf_threshold == 0.25
     assert cfg.review.classify_per_class == {"tabby": 0.7, "Egyptian cat": 0.6}
     assert cfg.classify == ClassifyOptions(model="efficientnet-lite0", top_k=3)
-    assert cfg.ocr == OcrOptions(engine="tesseract", min_line_score=0.4)
-    assert cfg.faces.with_embeddings is False and cfg.faces.min_score == 0.6
+    assert cfg.ocr == OcrOptions(engine="tesseract", conf_threshold=0.4)
+    assert cfg.faces.with_embeddings is False and cfg.faces.conf_threshold == 0.6
     # untouched keys keep their defaults
     assert cfg.faces.model == FacesOptions().model and cfg.ocr.model == OcrOptions().model
 
 
 def test_partial_section_keeps_other_defaults(tmp_path: Path) -> None:
-    cfg = AnalyzeConfig.from_file(write_toml(tmp_path, "[review]\nfaces_min_score = 0.9\n"))
-    assert cfg.review == dataclasses.replace(ReviewThresholds(), faces_min_score=0.9)
+    cfg = AnalyzeConfig.from_file(write_toml(tmp_path, "[review]\nfaces_conf_threshold = 0.9\n"))
+    assert cfg.review == dataclasses.replace(ReviewThresholds(), faces_conf_threshold=0.9)
     assert cfg.batch_size == 16 and cfg.ocr == OcrOptions()
 
 
@@ -113,7 +113,7 @@ def test_inline_table_for_per_class_thresholds(tmp_path: Path) -> None:
     [
         ("batchsize = 4\n", ["batchsize"]),
         ("[review]\nclassify_min_scor = 0.5\n", ["classify_min_scor", "ReviewThresholds"]),
-        ("[reveiw]\nclassify_min_score = 0.5\n", ["reveiw"]),
+        ("[reveiw]\nclassify_conf_threshold = 0.5\n", ["reveiw"]),
         ("[ocr]\nengine = 'auto'\nlanguage = 'de'\n", ["language", "OcrOptions"]),
         ("[limits]\nmax_megapixels = 5\n", ["max_megapixels"]),
     ],
@@ -139,8 +139,8 @@ def test_unknown_keys_are_errors_naming_key_and_file(tmp_path: Path, text: str, 
         ("batch_size = true\n", "batch_size"),
         ('with_vectors = "yes"\n', "with_vectors"),
         ("with_vectors = 1\n", "with_vectors"),
-        ('[review]\nclassify_min_score = "high"\n', "classify_min_score"),
-        ("[review]\nclassify_min_score = true\n", "classify_min_score"),
+        ('[review]\nclassify_conf_threshold = "high"\n', "classify_conf_threshold"),
+        ("[review]\nclassify_conf_threshold = true\n", "classify_conf_threshold"),
         ("[review]\nclassify_per_class = 0.5\n", "classify_per_class"),
         ('[review.classify_per_class]\n"tabby" = "high"\n', "classify_per_class"),
         ("[review.classify_per_class]\n\"tabby\" = true\n", "classify_per_class"),
@@ -181,7 +181,7 @@ def test_invalid_values_are_errors_naming_the_file(tmp_path: Path, text: str, wo
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (b"[review\nclassify_min_score = 0.5\n", "invalid TOML"),
+        (b"[review\nclassify_conf_threshold = 0.5\n", "invalid TOML"),
         (b"batch_size = = 3\n", "invalid TOML"),
         (b"\xff\xfe[\x00r\x00e\x00v\x00", "invalid TOML"),  # UTF-16, not UTF-8
     ],

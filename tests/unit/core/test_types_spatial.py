@@ -130,7 +130,7 @@ def test_detections_slice_filter_and_count_like_numpy() -> None:
                    class_ids=[0, 1, 0], labels=["cat", "dog", "cat"], data={"track": [7, 8, 9]})
     assert d[0].labels == ["cat"] and len(d[1:]) == 2
     assert d[[2, 0]].data == {"track": [9, 7]}
-    kept = d.filter(min_score=0.5)
+    kept = d.filter(conf_threshold=0.5)
     assert kept.scores.tolist() == pytest.approx([0.9, 0.5]) and kept.labels == ["cat", "cat"]
     assert d.counts() == {"cat": 2, "dog": 1}
     assert len(Detections.empty("m@1")) == 0 and Detections.empty("m@1").to_dict() == {"model": "m@1", "detections": []}

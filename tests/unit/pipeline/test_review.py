@@ -19,9 +19,9 @@ def _dets(scores: list[float], labels: list[str]) -> Detections:
     ("thresholds", "expected"),
     [
         (ReviewThresholds(), ["detect: 2 of 3 objects below their review threshold (2 cat)"]),
-        (ReviewThresholds(detect_min_score=0.3), []),
+        (ReviewThresholds(detect_conf_threshold=0.3), []),
         (ReviewThresholds(detect_per_class={"cat": 0.4}), ["detect: 1 of 3 objects below their review threshold (1 cat)"]),
-        (ReviewThresholds(detect_per_class={"dog": 0.95}, detect_min_score=0.3),
+        (ReviewThresholds(detect_per_class={"dog": 0.95}, detect_conf_threshold=0.3),
          ["detect: 1 of 3 objects below their review threshold (1 dog)"]),
     ],
 )

@@ -1,8 +1,8 @@
 """A small real catalog for the review queue and catalog API tests.
 
 :func:`build_catalog` runs the real analyzer (classify + embed) over generated images, with
-``classify_min_score=0.99`` so they are flagged ``needs_review``, analyses two more with
-``classify_min_score=0`` (not flagged), and saves one image with hand-made detections
+``classify_conf_threshold=0.99`` so they are flagged ``needs_review``, analyses two more with
+``classify_conf_threshold=0`` (not flagged), and saves one image with hand-made detections
 (``detect`` needs a trained model, so the analysis is written directly).
 """
 
@@ -71,10 +71,10 @@ def build_catalog(folder: Path) -> Built:
         built.clean.append(p)
 
     tasks = ("classify", "embed")
-    strict = AnalyzeConfig(tasks=tasks, review=ReviewThresholds(classify_min_score=0.99))
+    strict = AnalyzeConfig(tasks=tasks, review=ReviewThresholds(classify_conf_threshold=0.99))
     summary = analyze([str(p) for p in built.flagged], db=built.db, config=strict)
     assert summary.failed == 0, summary
-    lenient = AnalyzeConfig(tasks=tasks, review=ReviewThresholds(classify_min_score=0.0))
+    lenient = AnalyzeConfig(tasks=tasks, review=ReviewThresholds(classify_conf_threshold=0.0))
     assert analyze([str(p) for p in built.clean], db=built.db, config=lenient).failed == 0
 
     built.detected = img / "boxes.png"

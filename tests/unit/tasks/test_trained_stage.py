@@ -61,25 +61,25 @@ def test_predict_returns_full_image_coordinates_from_a_reduced_decode(runs: dict
         np.testing.assert_allclose(box, truth[label], atol=2 * box_tolerance(100, 60))
 
 
-def test_score_threshold_analyze_default_versus_eval_list(runs: dict[str, Path]) -> None:
+def test_conf_threshold_analyze_default_versus_eval_list(runs: dict[str, Path]) -> None:
     img, _ = squares_image()
     img[5:9, 150:154] = 255  # a speck of white: a low-score location, but never above 0.3
     analyze = load_trained_stage(runs["detect"])
-    evaluate = load_trained_stage(runs["detect"], score_threshold=0.0)
-    assert analyze.score_threshold == pytest.approx(0.3) and evaluate.score_threshold == 0.0
+    evaluate = load_trained_stage(runs["detect"], conf_threshold=0.0)
+    assert analyze.conf_threshold == pytest.approx(0.3) and evaluate.conf_threshold == 0.0
     [a] = analyze.predict([loaded(img)])
     [e] = evaluate.predict([loaded(img)])
     assert len(e) >= len(a) == 2
     assert np.all(a.scores >= 0.3)
     # what analyze reports is exactly the top of the eval list
-    np.testing.assert_allclose(e.filter(min_score=0.3).boxes, a.boxes)
+    np.testing.assert_allclose(e.filter(conf_threshold=0.3).boxes, a.boxes)
 
 
 def test_config_threshold_overrides_the_runs_own(runs: dict[str, Path]) -> None:
     spec = run_spec(runs["detect"])
-    stage = create_stage(spec, AnalyzeConfig(detect=DetectOptions(score_threshold=0.99)), ("detect",))
-    assert stage.score_threshold == 0.99
-    assert create_stage(spec, AnalyzeConfig(), ("detect",)).score_threshold == pytest.approx(0.3)
+    stage = create_stage(spec, AnalyzeConfig(detect=DetectOptions(conf_threshold=0.99)), ("detect",))
+    assert stage.conf_threshold == 0.99
+    assert create_stage(spec, AnalyzeConfig(), ("detect",)).conf_threshold == pytest.approx(0.3)
     with pytest.raises(ConfigError, match="answers 'detect'"):
         create_stage(spec, AnalyzeConfig(), ("segment",))
 
@@ -150,3 +150,12 @@ def test_a_spec_that_is_not_a_run_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="not a trained"):
         TrainedStage(ModelSpec(name="x", task="ocr", backend="onnx", version="1"), session=object())
+
+
+def test_former_score_threshold_keyword_still_works_and_warns(runs: dict[str, Path]) -> None:
+    with pytest.warns(DeprecationWarning, match="use 'conf_threshold'"):
+        stage = load_trained_stage(runs["detect"], score_threshold=0.25)
+    assert stage.conf_threshold == 0.25
+    with pytest.warns(DeprecationWarning, match="DetectOptions"):
+        options = DetectOptions(score_threshold=0.5)
+    assert options.conf_threshold == options.score_threshold == 0.5
