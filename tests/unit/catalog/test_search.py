@@ -41,8 +41,8 @@ def _analysis(path: str, *, text: str = "", labels=(), detected=(), faces: int =
 
 
 @pytest.fixture()
-def db(tmp_path):
-    path = tmp_path / "c.sqlite"
+def db(catalog_db, tmp_path):
+    path = catalog_db
     with Catalog(path) as cat:
         cat.save(_analysis(str(tmp_path / "scans" / "invoice_march.png"), text="Total amount due\nACME invoice 42",
                            labels=("document", "envelope"), review=True))
@@ -90,13 +90,39 @@ def test_filters_alone_and_combined(db, tmp_path):
         search(db, since="last tuesday")
 
 
-@pytest.mark.parametrize("query", ['"', '""', "acme\"", "*", "-acme", "NEAR(acme total)", "acme OR", "AND",
-                                   "text:acme", "^acme", "(", "a'b; DROP TABLE files;--", "\x00", "😀"])
-def test_hostile_queries_never_raise(db, query):
-    hits = search(db, query)
-    assert isinstance(hits, list)
-    if query in ("-acme", "acme\"", "^acme"):
-        assert _names(hits) == ["invoice_march.png"]                  # punctuation is ignored, the word still matches
+# each text is found by the literal words of one hostile query below and by nothing else
+HOSTILE_DOCS = {"acme.png": "ACME total", "near.png": "near acme total", "orders.png": "acme orders",
+                "andes.png": "Andes trip", "textacme.png": "plain text acme", "sql.png": "a'b drop table files"}
+WITH_ACME = ["acme.png", "near.png", "orders.png", "textacme.png"]
+
+
+@pytest.fixture()
+def hostile_db(catalog_db):
+    with Catalog(catalog_db) as cat:
+        for name, text in HOSTILE_DOCS.items():   # paths outside tmp: no user or folder name is indexed
+            cat.save(_analysis(f"/hostile/{name}", text=text))
+    return catalog_db
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ('"', []),                                   # no word: nothing matches (not an FTS5 syntax error)
+    ('""', []),
+    ("*", []),
+    ("(", []),
+    ("😀", []),                                   # not a word character for the tokenizer
+    ("acme\"", WITH_ACME),                       # punctuation is ignored, the word still matches
+    ("-acme", WITH_ACME),                        # not FTS5's NOT
+    ("^acme", WITH_ACME),                        # not FTS5's start-of-column anchor
+    ("NEAR(acme total)", ["near.png"]),          # words "near acme" + "total", not FTS5's NEAR group
+    ("acme OR", ["orders.png"]),                 # "or" is a word (prefix of "orders"), not an operator
+    ("AND", ["andes.png"]),                      # likewise "and"
+    ("text:acme", ["textacme.png"]),             # words "text acme", not a column filter
+    ("a'b; DROP TABLE files;--", ["sql.png"]),   # words, never SQL
+    ("\x00", sorted(HOSTILE_DOCS)),              # a NUL is a space: blank text lists every image
+])
+def test_hostile_queries_are_plain_words(hostile_db, query, expected):
+    assert sorted(_names(search(hostile_db, query))) == expected
+    assert len(search(hostile_db)) == len(HOSTILE_DOCS)            # the catalog is untouched
 
 
 def test_incremental_sync_picks_up_new_and_changed(db, tmp_path):
