@@ -1,17 +1,18 @@
-"""Small helpers shared by CLI commands (consoles, errors, defaults)."""
+"""Small helpers shared by CLI commands (consoles, errors, defaults, renamed flags)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Sequence
 
 from rich.console import Console
 
 from ..core.config import pixsight_home
 
-__all__ = ["console_for", "default_db", "fail", "usage_error"]
+__all__ = ["console_for", "default_db", "fail", "usage_error", "add_renamed_flag"]
 
 
 def console_for(stream: IO[str]) -> Console:
@@ -39,3 +40,32 @@ def fail(message: str, *, code: int = 1) -> int:
 
 def usage_error(message: str) -> int:
     return fail(message, code=2)
+
+
+class _RenamedFlag(argparse.Action):
+    """The former spelling of a flag: stores into the new flag's ``dest`` and notes the new
+    name on stderr."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"pixsight: note: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_renamed_flag(parser: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
+    """Keep ``old`` working as a hidden alias of the flag ``new`` (added before, same ``type``
+    in ``kwargs``); using it prints a deprecation note naming ``new`` on stderr.
+
+    >>> p = argparse.ArgumentParser(prog="demo")
+    >>> _ = p.add_argument("--conf-threshold", type=float)
+    >>> add_renamed_flag(p, "--score-threshold", "--conf-threshold", type=float)
+    >>> p.parse_args(["--score-threshold", "0.4"]).conf_threshold
+    0.4
+    """
+    dest = new.lstrip("-").replace("-", "_")
+    parser.add_argument(old, dest=dest, action=_RenamedFlag, new=new, help=argparse.SUPPRESS,
+                        default=argparse.SUPPRESS, **kwargs)

@@ -12,7 +12,7 @@ import json
 import sys
 
 from ..core.errors import ImageDecodeError, PixsightError
-from .common import console_for, fail
+from .common import add_renamed_flag, console_for, fail
 
 __all__ = ["register"]
 
@@ -32,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="auto", choices=("auto", "gradcam", "gradcam++", "eigencam"),
                    help="auto = gradcam for classify/segment, eigencam for detect")
     p.add_argument("--box-only", action="store_true", help="detect: keep the heat inside the detected boxes")
-    p.add_argument("--score-threshold", type=float, metavar="S",
+    p.add_argument("--conf-threshold", type=float, metavar="S",
                    help="detect: lowest score of the boxes drawn (default: the run's analyze threshold)")
+    add_renamed_flag(p, "--score-threshold", "--conf-threshold", type=float)
     p.add_argument("--json", action="store_true", help="print one JSON object per image (JSON Lines)")
     p.set_defaults(func=run_explain)
 
@@ -48,8 +49,8 @@ def run_explain(args: argparse.Namespace) -> int:
         model = load_explainable(args.model)
         if args.target is not None:
             resolve_class(args.target, model.classes)  # a typo is a usage error, before any work
-        if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
-            return fail(f"--score-threshold must be between 0 and 1, got {args.score_threshold}", code=2)
+        if args.conf_threshold is not None and not 0.0 <= args.conf_threshold <= 1.0:
+            return fail(f"--conf-threshold must be between 0 and 1, got {args.conf_threshold}", code=2)
     except PixsightError as err:
         return fail(str(err), code=2)
     console = console_for(sys.stderr)
@@ -59,7 +60,7 @@ def run_explain(args: argparse.Namespace) -> int:
             try:
                 image = load_image(path)
                 expl = explain(model, image.pixels, target=args.target, method=args.method,
-                               box_only=args.box_only, score_threshold=args.score_threshold)
+                               box_only=args.box_only, score_threshold=args.conf_threshold)
                 out = save_explanation(expl, args.out, source=path)
             except PixsightError as err:
                 failed += 1

@@ -2,8 +2,9 @@
 
 ``pixsight faces enroll NAME IMAGE... [--db FILE]``
 ``pixsight faces list [--db FILE] [--json]``, ``pixsight faces remove NAME [--db FILE]``
-``pixsight faces who IMAGE... [--threshold 0.6] [--db FILE] [--json]``
-``pixsight faces find NAME [--threshold 0.6] [--db FILE] [--json]``
+``pixsight faces who IMAGE... [--distance-threshold 0.6] [--db FILE] [--json]``
+``pixsight faces find NAME [--distance-threshold 0.6] [--db FILE] [--json]``
+(``--threshold`` is the former name of ``--distance-threshold``; it still works, with a note.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import PixsightError
-from .common import default_db, fail, usage_error
+from .common import add_renamed_flag, default_db, fail, usage_error
 
 __all__ = ["register"]
 
@@ -47,9 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     who = verbs.add_parser("who", help="name the faces in images",
                            description="Nearest enrolled person by Euclidean distance of 128-D dlib face "
-                           "embeddings when below --threshold, else 'unknown'.")
+                           "embeddings when below --distance-threshold, else 'unknown'.")
     who.add_argument("images", metavar="IMAGE", nargs="+")
-    who.add_argument("--threshold", type=float, default=0.6, help="same-person distance (default 0.6, dlib's)")
+    who.add_argument("--distance-threshold", type=float, default=0.6, help="same-person distance (default 0.6, dlib's)")
+    add_renamed_flag(who, "--threshold", "--distance-threshold", type=float)
     who.add_argument("--db", metavar="FILE", help=_DB_HELP)
     who.add_argument("--json", action="store_true", help="one JSON object per face")
     who.set_defaults(func=run_who)
@@ -58,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                             description="Every image in the catalog (analysed with the faces task) where a "
                             "face is recognised as NAME.")
     find.add_argument("name", metavar="NAME")
-    find.add_argument("--threshold", type=float, default=0.6, help="same-person distance (default 0.6)")
+    find.add_argument("--distance-threshold", type=float, default=0.6, help="same-person distance (default 0.6)")
+    add_renamed_flag(find, "--threshold", "--distance-threshold", type=float)
     find.add_argument("--db", metavar="FILE", help=_DB_HELP)
     find.add_argument("--json", action="store_true", help="one JSON object per image")
     find.set_defaults(func=run_find)
@@ -73,7 +76,7 @@ def _db(args: argparse.Namespace, *, must_exist: bool) -> Path:
 
 def _check_threshold(value: float) -> str | None:
     if not (value > 0 and math.isfinite(value)):
-        return f"--threshold must be a positive number, got {value}"
+        return f"--distance-threshold must be a positive number, got {value}"
     return None
 
 
@@ -135,7 +138,7 @@ def run_who(args: argparse.Namespace) -> int:
     from .. import AnalyzeConfig, Analyzer
     from ..faces.gallery import people, recognise
 
-    if (msg := _check_threshold(args.threshold)) is not None:
+    if (msg := _check_threshold(args.distance_threshold)) is not None:
         return usage_error(msg)
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -154,7 +157,7 @@ def run_who(args: argparse.Namespace) -> int:
                     why = (analysis.error or analysis.task_errors.get("faces") or {}).get("message", "?")
                     print(f"pixsight: {path}: {why}", file=sys.stderr)
                     continue
-                names = recognise(db, faces, args.threshold, model=analysis.models.get("faces"))
+                names = recognise(db, faces, args.distance_threshold, model=analysis.models.get("faces"))
                 if not names and not args.json:
                     print(f"{path}: no face found")
                 for i, (who, dist) in enumerate(names):
@@ -172,10 +175,10 @@ def run_who(args: argparse.Namespace) -> int:
 def run_find(args: argparse.Namespace) -> int:
     from ..faces.gallery import find_person
 
-    if (msg := _check_threshold(args.threshold)) is not None:
+    if (msg := _check_threshold(args.distance_threshold)) is not None:
         return usage_error(msg)
     try:
-        hits = find_person(_db(args, must_exist=True), args.name, args.threshold)
+        hits = find_person(_db(args, must_exist=True), args.name, args.distance_threshold)
     except (PixsightError, FileNotFoundError) as err:
         return usage_error(str(err))
     for sha, paths, dist in hits:
