@@ -75,7 +75,7 @@ test-fast: setup
 
 # The reference site (docs/, mkdocs.yml); --strict turns a broken link into an error.
 docs: setup
-	$(PY) -m mkdocs build --strict --site-dir $(OUT)/site
+	$(PY) -m mkdocs build --strict
 	@echo "open $(OUT)/site/index.html"
 
 bench: setup
