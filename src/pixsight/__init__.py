@@ -14,7 +14,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._moved import install as _install_moved
+
 __version__ = "0.1.0"
+_install_moved()  # documented import paths of moved modules keep working (with a DeprecationWarning)
 
 _EXPORTS = {
     "analyze": "pixsight.pipeline.analyzer",
@@ -33,7 +36,7 @@ _EXPORTS = {
     "load_run": "pixsight.train.run",
     "evaluate_model": "pixsight.evaluate",
     "evaluate_predictions": "pixsight.evaluate",
-    "explain": "pixsight.evaluate.explain",
+    "explain": "pixsight.explain",
     "open_dataset": "pixsight.data.resolve",
     "read_dataset": "pixsight.data.formats",
     "write_dataset": "pixsight.data.formats",

@@ -210,7 +210,7 @@ def run_stats(args: argparse.Namespace) -> int:
         ds = open_dataset(args.src, fmt=args.from_format)
         stats = dataset_stats(ds)
         if args.html:
-            from ..viz.dataset_report import write_stats_html
+            from ..data.report import write_stats_html
 
             write_stats_html(stats, args.html, title=f"Dataset: {Path(args.src).name}")
     except PixsightError as err:

@@ -69,9 +69,10 @@ def run_eval(args: argparse.Namespace) -> int:
                                               report=args.report, progress=progress)
             else:
                 from ..evaluate.model_eval import evaluate_model
+                from ..explain.report import cam_explainer
 
                 result = evaluate_model(args.model, args.data, group_by=args.group_by, report=args.report,
-                                        progress=progress)
+                                        progress=progress, explainer=cam_explainer)
     except PixsightError as err:
         return fail(str(err), code=2)
     except OSError as err:

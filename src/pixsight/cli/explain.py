@@ -1,6 +1,6 @@
 """``pixsight explain MODEL IMAGE... [--out DIR] [--target LABEL] [--method M] [--box-only] [--json]``
 
-Saves one heatmap overlay PNG per image (:func:`pixsight.evaluate.explain.explain`) and prints
+Saves one heatmap overlay PNG per image (:func:`pixsight.explain.explain`) and prints
 where it went and what was explained. Exit codes: 0 all explained, 1 some images failed (the
 others are saved), 2 bad model / option.
 """
@@ -41,8 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_explain(args: argparse.Namespace) -> int:
     from ..core.image import load_image
-    from ..evaluate.cam_targets import load_explainable, resolve_class
-    from ..evaluate.explain import explain, save_explanation
+    from ..explain import explain, load_explainable, resolve_class, save_explanation
     from .progress import simple_progress
 
     try:

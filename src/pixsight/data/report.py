@@ -1,6 +1,6 @@
-"""Self-contained HTML page for :func:`pixsight.data.ops.dataset_stats`.
+"""Self-contained HTML page for :func:`pixsight.data.ops.dataset_stats` (``pixsight data stats --html``).
 
-Tables plus inline SVG bar charts and histograms: no scripts, no external references, a
+Tables plus inline SVG bar charts and histograms (:mod:`pixsight.viz.svg`): no scripts, no external references, a
 Content-Security-Policy that allows only inline styles, every name (class names come from
 the dataset's files) autoescaped by Jinja2, written atomically.
 
@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined
-from markupsafe import Markup
 
-from pixsight.core.fileio import atomic_writer
+from ..core.fileio import atomic_writer
+from ..viz.svg import bar_chart_svg, histogram_svg
 
 __all__ = ["write_stats_html"]
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-_BAR_W, _ROW_H, _LABEL_W = 320, 18, 140
-_HIST_W, _HIST_H = 360, 140
 
 _CSS = """
 *{box-sizing:border-box}body{margin:0;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
@@ -59,22 +57,19 @@ _PAGE = """<!DOCTYPE html>
 {% for name in s.classes %}<tr><td>{{ name }}</td><td class="n">{{ s.instances_per_class.get(name, 0) }}</td>\
 <td class="n">{{ s.images_per_class.get(name, 0) }}</td></tr>
 {% endfor %}</table>
-{{ bars(class_bars) }}</div>
+{{ class_bars }}</div>
 {% if s.splits %}<div class="panel"><h2>Splits</h2><table><tr><th>split</th><th class="n">images</th>\
 {% for name in s.classes %}<th class="n">{{ name }}</th>{% endfor %}</tr>
 {% for split, info in s.splits.items() %}<tr><td>{{ split }}</td><td class="n">{{ info.images }}</td>\
 {% for name in s.classes %}<td class="n">{{ info.instances.get(name, 0) }}</td>{% endfor %}</tr>
 {% endfor %}{% if s.unsplit_images %}<tr><td class="muted">no split</td><td class="n">{{ s.unsplit_images }}</td></tr>{% endif %}
-</table>{{ bars(split_bars) }}</div>{% endif %}
+</table>{{ split_bars }}</div>{% endif %}
 {% if quantiles %}<div class="panel"><h2>Box sizes (pixels)</h2><table><tr><th></th>\
 {% for q in quantile_names %}<th class="n">{{ q }}</th>{% endfor %}</tr>
 {% for name, q in quantiles %}<tr><td>{{ name }}</td>{% for k in quantile_names %}<td class="n">{{ q[k] }}</td>{% endfor %}</tr>
 {% endfor %}</table></div>{% endif %}
 {% for name, h in hists %}<div class="panel"><h2>{{ name }} histogram</h2>
-<svg width="{{ hw }}" height="{{ hh + 30 }}" viewBox="0 0 {{ hw }} {{ hh + 30 }}" role="img" aria-label="{{ name }} histogram">
-{% for b in h.bins %}<rect class="hist" x="{{ b.x }}" y="{{ b.y }}" width="{{ b.w }}" height="{{ b.h }}"><title>{{ b.tip }}</title></rect>
-{% endfor %}<text x="0" y="{{ hh + 14 }}">{{ h.lo }}</text><text x="{{ hw }}" y="{{ hh + 14 }}" text-anchor="end">{{ h.hi }}</text>
-<text x="0" y="{{ hh + 28 }}" class="muted">max bin {{ h.top }}</text></svg></div>
+{{ h }}</div>
 {% endfor %}
 {% if sizes %}<div class="panel"><h2>Image sizes{% if more_sizes %} (top {{ sizes|length }} of {{ sizes|length + more_sizes }}){% endif %}</h2>
 <table><tr><th>width x height</th><th class="n">images</th></tr>
@@ -82,38 +77,10 @@ _PAGE = """<!DOCTYPE html>
 </main></body></html>
 """
 
-_BARS = """{% if rows %}<svg width="{{ width }}" height="{{ height }}" viewBox="0 0 {{ width }} {{ height }}" role="img">
-{% for r in rows %}<text x="{{ lw - 6 }}" y="{{ r.y + 13 }}" text-anchor="end">{{ r.label }}</text>\
-<rect class="bar" x="{{ lw }}" y="{{ r.y + 2 }}" width="{{ r.w }}" height="{{ rh - 4 }}"></rect>\
-<text x="{{ lw + r.w + 4 }}" y="{{ r.y + 13 }}">{{ r.value }}</text>
-{% endfor %}</svg>{% endif %}"""
-
 _env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
-_PAGE_T, _BARS_T = _env.from_string(_PAGE), _env.from_string(_BARS)
+_PAGE_T = _env.from_string(_PAGE)
 _MAX_SIZES = 20
 _QUANTILE_NAMES = ("min", "p05", "p25", "median", "p75", "p95", "max", "mean")
-
-
-def _bar_rows(values: dict[str, int]) -> list[dict[str, Any]]:
-    top = max(values.values(), default=0) or 1
-    return [{"label": str(k)[:24], "value": v, "y": i * _ROW_H, "w": round(_BAR_W * v / top, 1)}
-            for i, (k, v) in enumerate(values.items())]
-
-
-def _bars(rows: list[dict[str, Any]]) -> Markup:
-    """An SVG bar chart (already escaped by its own template, so safe to insert)."""
-    return Markup(_BARS_T.render(rows=rows, width=_LABEL_W + _BAR_W + 60, height=len(rows) * _ROW_H,
-                                 lw=_LABEL_W, rh=_ROW_H))
-
-
-def _hist(h: dict[str, list[float]]) -> dict[str, Any]:
-    counts, edges = h["counts"], h["edges"]
-    top = max(counts, default=0) or 1
-    w = _HIST_W / max(len(counts), 1)
-    bins = [{"x": round(i * w, 1), "w": round(max(w - 1, 1), 1), "h": round(_HIST_H * c / top, 1),
-             "y": round(_HIST_H - _HIST_H * c / top, 1), "tip": f"{edges[i]:g} to {edges[i + 1]:g}: {c}"}
-            for i, c in enumerate(counts)]
-    return {"bins": bins, "lo": f"{edges[0]:g}", "hi": f"{edges[-1]:g}", "top": top}
 
 
 def write_stats_html(stats: dict[str, Any], path: str | Path, *, title: str) -> Path:
@@ -124,18 +91,19 @@ def write_stats_html(stats: dict[str, Any], path: str | Path, *, title: str) -> 
     s = {"task": "", "images": 0, "classes": [], "instances": 0, "instances_per_class": {},
          "images_per_class": {}, "empty_images": 0, "classes_without_instances": [], "splits": {},
          "unsplit_images": 0, "image_sizes": {}, "histograms": {}, "imbalance_ratio": None, **stats}
-    class_bars = _bar_rows({n: s["instances_per_class"].get(n, 0) for n in s["classes"]})
-    split_bars = _bar_rows({k: v["images"] for k, v in s["splits"].items()})
+    class_bars = bar_chart_svg({n: s["instances_per_class"].get(n, 0) for n in s["classes"]})
+    split_bars = bar_chart_svg({k: v["images"] for k, v in s["splits"].items()})
     quantiles = [(label, s[key]) for key, label in (("box_width", "width"), ("box_height", "height"),
                                                     ("box_area", "area")) if s.get(key)]
-    hists = [(key.replace("_", " "), _hist(h)) for key, h in s["histograms"].items() if h]
+    hists = [(name, histogram_svg(h["counts"], h["edges"], label=name))
+             for name, h in ((key.replace("_", " "), h) for key, h in s["histograms"].items() if h)]
     sizes = list(s["image_sizes"].items())
     ratio = s["imbalance_ratio"]
     imbalance = "n/a" if ratio is None else f"{ratio:g}"
     html = _PAGE_T.render(
-        csp=_CSP, css=_CSS, title=title, s=s, imbalance=imbalance, bars=_bars, class_bars=class_bars,
+        csp=_CSP, css=_CSS, title=title, s=s, imbalance=imbalance, class_bars=class_bars,
         split_bars=split_bars, quantiles=quantiles, quantile_names=_QUANTILE_NAMES, hists=hists,
-        hw=_HIST_W, hh=_HIST_H, sizes=sizes[:_MAX_SIZES], more_sizes=max(0, len(sizes) - _MAX_SIZES),
+        sizes=sizes[:_MAX_SIZES], more_sizes=max(0, len(sizes) - _MAX_SIZES),
     )
     target = Path(path)
     with atomic_writer(target, "w", encoding="utf-8") as fh:

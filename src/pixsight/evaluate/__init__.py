@@ -4,10 +4,11 @@
   pycocotools), ``SegmentationMeter``, ``text_metrics``, ``verification_metrics``;
 - :func:`evaluate_model` — run a trained run over a labelled dataset (``pixsight eval RUN_DIR``);
 - :func:`evaluate_predictions` — score an existing predictions file (``pixsight eval --predictions``);
-- :class:`EvalResult` — what both return (``to_dict()`` is the ``--json`` output).
+- :class:`EvalResult` — what both return (``to_dict()`` is the ``--json`` output);
+- :mod:`.report` — the self-contained HTML report (``report=FILE``); Grad-CAM overlays come
+  from the layer above through ``explainer=`` (:func:`pixsight.explain.cam_explainer`).
 
 Importing this package is cheap (no torch, no onnxruntime); heavy libraries load on first use.
-``pixsight.evaluate.explain`` (Grad-CAM, torch) is a separate module imported on demand.
 
 >>> from pixsight.evaluate import text_metrics
 >>> text_metrics(["abcd"], ["abed"])["cer"]

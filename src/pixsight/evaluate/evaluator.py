@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from .metrics import text_metrics, verification_metrics
 from .predictions import Predictions, guess_task, load_predictions, read_analyze_jsonl
 from .scoring import SUMMARY_KEYS, score, score_groups
 from .truth import read_pairs, read_text_truth
+
+if TYPE_CHECKING:
+    from .report import Explainer
 
 __all__ = ["EvalResult", "evaluate_predictions", "finish_result", "open_ground_truth", "TASKS"]
 
@@ -96,8 +99,9 @@ def open_ground_truth(data: str | os.PathLike[str] | Dataset) -> Dataset:
 
 def finish_result(task: str, gt: Dataset, preds: Predictions, *, source: str, data: str, model: str | None = None,
                   group_by: str | None = None, report: str | os.PathLike[str] | None = None,
-                  progress: Progress | None = None) -> EvalResult:
-    """Score aligned dataset predictions, add subgroups and worst examples, write the report."""
+                  progress: Progress | None = None, explainer: Explainer | None = None) -> EvalResult:
+    """Score aligned dataset predictions, add subgroups and worst examples, write the report
+    (with ``explainer``'s overlays, :func:`pixsight.evaluate.report.write_eval_report`)."""
     if preds.missing == len(gt.images) and task != "detect":
         raise DatasetFormatError(f"no prediction matches any of the {len(gt.images)} ground-truth images "
                                  f"(first ground-truth file: {gt.images[0].file_name if gt.images else '-'}); "
@@ -112,9 +116,9 @@ def finish_result(task: str, gt: Dataset, preds: Predictions, *, source: str, da
     result = EvalResult(task, metrics, source, data, len(gt.images), unmatched=len(preds.unmatched), groups=groups,
                         worst=worst_examples(task, gt, preds.items), dataset=gt, items=preds.items, model=model)
     if report is not None:
-        from ..viz.eval_report import write_eval_report
+        from .report import write_eval_report
 
-        write_eval_report(result, report)
+        write_eval_report(result, report, explainer=explainer)
     return result
 
 
@@ -200,7 +204,7 @@ def evaluate_predictions(predictions: str | os.PathLike[str], data: str | os.Pat
             raise ConfigError(f"--group-by needs a dataset with per-image attributes; not supported for {task}")
         result = _evaluate_text(pred, Path(data)) if task == "ocr" else _evaluate_pairs(pred, Path(data))
         if report is not None:
-            from ..viz.eval_report import write_eval_report
+            from .report import write_eval_report
 
             write_eval_report(result, report)
         return result

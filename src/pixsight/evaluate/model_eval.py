@@ -12,7 +12,8 @@ Model classes are matched to the dataset's classes by name (order may differ).
 
 Example::
 
-    result = evaluate_model("runs/detect/shapes", "data/val.json", report="eval.html")
+    result = evaluate_model("runs/detect/shapes", "data/val.json", report="eval.html",
+                            explainer=cam_explainer)   # from pixsight.explain: Grad-CAM in the report
     result.summary()   # {'map': 0.71, 'map_50': 0.93, ...}
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from ..core.errors import ConfigError, PixsightError
 from ..data.dataset import Dataset
 from .evaluator import EvalResult, finish_result, open_ground_truth
 from .predictions import Predictions
+
+if TYPE_CHECKING:
+    from .report import Explainer
 
 __all__ = ["evaluate_model", "predict_dataset"]
 
@@ -109,7 +113,7 @@ def _resolve_spec(model_spec: str | os.PathLike[str]) -> Any:
 
 def evaluate_model(model_spec: str | os.PathLike[str], data: str | os.PathLike[str] | Dataset, *,
                    group_by: str | None = None, report: str | os.PathLike[str] | None = None,
-                   progress: Progress | None = None) -> EvalResult:
+                   progress: Progress | None = None, explainer: Explainer | None = None) -> EvalResult:
     """Evaluate a trained run (``runs/<task>/<name>``) or a registered trained model on ``data``.
 
     Args:
@@ -117,8 +121,9 @@ def evaluate_model(model_spec: str | os.PathLike[str], data: str | os.PathLike[s
         data: a labelled dataset (path in any format, or a loaded :class:`Dataset`) of the
             model's task; for detection a dataset with boxes, for segmentation with masks.
         group_by: per-image attribute to break every metric down by (largest gap included).
-        report: write a self-contained HTML report here (worst examples drawn; Grad-CAM
-            overlays for classify/detect when ``pixsight.evaluate.explain`` is available).
+        report: write a self-contained HTML report here (worst examples drawn).
+        explainer: adds Grad-CAM overlays of the worst examples to the report for
+            classify/detect: pass :func:`pixsight.explain.cam_explainer` (``pixsight eval`` does).
         progress: ``progress(done, total)`` after each batch of images.
 
     Raises:
@@ -147,7 +152,7 @@ def evaluate_model(model_spec: str | os.PathLike[str], data: str | os.PathLike[s
     model_dir = spec.options.get("run_dir") or os.fspath(model_spec)
     result = finish_result(task, gt, Predictions(task, items, spec.key), source=spec.key,
                            data=str(getattr(data, "root", data)), model=str(model_dir), group_by=group_by,
-                           report=report)
+                           report=report, explainer=explainer)
     if errors:
         result.extra["errors"] = errors[:50]
         result.extra["failed"] = len(errors)

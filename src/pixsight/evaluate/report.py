@@ -2,9 +2,10 @@
 
 Headline metrics, per-class table, subgroups (table, gaps and bars), confusion matrix, PR
 curves, calibration plot, operating thresholds, and the worst examples drawn side by side
-(ground truth in green on the left, prediction in red on the right). For classification
-and detection runs, Grad-CAM overlays of the worst examples are added when
-``pixsight.evaluate.explain`` is available (skipped quietly otherwise).
+(ground truth in green on the left, prediction in red on the right), with the drawing
+primitives of :mod:`pixsight.viz.panels` and :mod:`pixsight.viz.plots`. For classification
+and detection runs an ``explainer`` (:func:`pixsight.explain.cam_explainer`, which
+``pixsight eval`` passes) adds Grad-CAM overlays of the worst examples.
 
 No scripts and no external references: plots and pictures are ``data:`` URIs, a
 Content-Security-Policy allows nothing else, and every file name, label and text is escaped
@@ -21,32 +22,39 @@ True
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jinja2 import Environment, StrictUndefined
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from pixsight.core.errors import PixsightError
-from pixsight.core.fileio import atomic_writer
-
-from . import plots
+from ..core.errors import PixsightError
+from ..core.fileio import atomic_writer
+from ..core.image import load_image
+from ..data.dataset import semantic_map
+from ..viz import plots
+from ..viz.panels import RED, draw_panel, jpeg_data_uri, side_by_side
+from .scoring import SUMMARY_KEYS
 
 if TYPE_CHECKING:
-    from pixsight.evaluate.evaluator import EvalResult
+    from .evaluator import EvalResult
 
-__all__ = ["write_eval_report", "draw_side_by_side"]
+__all__ = ["Explainer", "Overlay", "write_eval_report"]
 
 log = logging.getLogger(__name__)
 
+#: ``overlay(pixels) -> (RGB uint8 overlay, method name)``, or ``None`` when that image failed.
+Overlay = Callable[[np.ndarray], "tuple[np.ndarray, str] | None"]
+#: ``explainer(model, task) -> Overlay | None``: what adds Grad-CAM overlays to the worst
+#: examples of a model evaluation (:func:`pixsight.explain.cam_explainer`).
+Explainer = Callable[[str, str], "Overlay | None"]
+
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-_GREEN, _RED = (22, 163, 74), (220, 38, 38)
 _SIDE = 384  # longest side of each drawn example panel
 _MAX_EXPLAIN = 4
 
@@ -110,57 +118,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _jpeg_uri(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=85)  # re-encoded: no source EXIF reaches the page
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-_TAB10 = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
-
-
-def _palette(n: int) -> np.ndarray:
-    """Colour per class-map value (0 = background, unused); distinct colours, repeating after 10."""
-    colours = np.array([(0, 0, 0)] + [_TAB10[k % len(_TAB10)] for k in range(n)], dtype=np.uint8)
-    return colours
-
-
-def _panel(pixels: np.ndarray, scale: float, *, boxes: np.ndarray | None = None, labels: list[str] | None = None,
-           colour: tuple[int, int, int] = _GREEN, class_map: np.ndarray | None = None) -> Image.Image:
-    img = Image.fromarray(pixels).convert("RGB")
-    if class_map is not None:
-        cm = np.asarray(Image.fromarray(class_map.astype(np.int32)).resize(img.size, Image.Resampling.NEAREST))
-        colours = _palette(int(max(cm.max(), 1)))[np.clip(cm, 0, None)]
-        mix = np.where((cm > 0)[..., None], 0.3 * np.asarray(img) + 0.7 * colours, 0.6 * np.asarray(img))
-        img = Image.fromarray(mix.astype(np.uint8))
-    if boxes is not None:
-        draw = ImageDraw.Draw(img)
-        for box, label in zip(np.asarray(boxes).reshape(-1, 4), labels or [""] * len(boxes)):
-            x1, y1, x2, y2 = (float(v) * scale for v in box)
-            draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
-            if label:
-                draw.text((x1 + 2, max(0.0, y1 - 11)), label[:40], fill=colour)
-    return img
-
-
-def draw_side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
-    """Two pictures next to each other with a white gap.
-
-    >>> draw_side_by_side(Image.new("RGB", (4, 3)), Image.new("RGB", (5, 2))).size
-    (17, 3)
-    """
-    out = Image.new("RGB", (left.width + right.width + 8, max(left.height, right.height)), (255, 255, 255))
-    out.paste(left, (0, 0))
-    out.paste(right, (left.width + 8, 0))
-    return out
-
-
 def _draw_example(result: EvalResult, ex: dict[str, Any]) -> tuple[str | None, np.ndarray | None]:
     """The side-by-side picture (``data:`` URI) and the decoded pixels (for Grad-CAM)."""
-    from pixsight.core.image import load_image
-    from pixsight.data.dataset import semantic_map
-
     gt, items = result.dataset, result.items
     if gt is None or items is None or "index" not in ex:
         return None, None
@@ -179,42 +138,30 @@ def _draw_example(result: EvalResult, ex: dict[str, Any]) -> tuple[str | None, n
     names = gt.classes
     if result.task == "detect":
         gt_boxes = np.array([a.box for a in rec.annotations]).reshape(-1, 4)
-        left = _panel(pixels, scale, boxes=gt_boxes, labels=[names[a.class_id] for a in rec.annotations])
+        left = draw_panel(pixels, scale, boxes=gt_boxes, labels=[names[a.class_id] for a in rec.annotations])
         b, s, c = pred if pred is not None else (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
         keep = np.asarray(s) >= 0.3
-        right = _panel(pixels, scale, boxes=np.asarray(b)[keep], colour=_RED,
+        right = draw_panel(pixels, scale, boxes=np.asarray(b)[keep], colour=RED,
                        labels=[f"{names[k]} {v:.2f}" for k, v in zip(np.asarray(c)[keep], np.asarray(s)[keep])])
     elif result.task == "segment":
-        left = _panel(pixels, scale, class_map=semantic_map(rec))
-        right = _panel(pixels, scale, class_map=np.asarray(pred))
+        left = draw_panel(pixels, scale, class_map=semantic_map(rec))
+        right = draw_panel(pixels, scale, class_map=np.asarray(pred))
     else:
-        return _jpeg_uri(_panel(pixels, scale)), original
-    return _jpeg_uri(draw_side_by_side(left, right)), original
+        return jpeg_data_uri(draw_panel(pixels, scale)), original
+    return jpeg_data_uri(side_by_side(left, right)), original
 
 
-def _explainer(result: EvalResult) -> Any:
-    """A loaded explainable model for classify/detect runs, or ``None`` (quietly)."""
-    if result.model is None or result.task not in ("classify", "detect"):
+def _overlay(result: EvalResult, explainer: Explainer | None) -> Overlay | None:
+    """The Grad-CAM overlay function for a classify/detect model evaluation, or ``None``."""
+    if explainer is None or result.model is None or result.task not in ("classify", "detect"):
         return None
-    try:
-        from pixsight.evaluate.cam_targets import load_explainable
-        from pixsight.evaluate.explain import explain  # noqa: F401 - availability check
-        return load_explainable(result.model)
-    except (ImportError, PixsightError) as err:
-        log.info("eval report: no Grad-CAM overlays (%s)", err)
-        return None
+    return explainer(result.model, result.task)
 
 
-def _cam_uri(model: Any, pixels: np.ndarray) -> tuple[str, str] | None:
+def _cam_uri(overlay: Overlay, pixels: np.ndarray) -> tuple[str, str] | None:
     """``(data URI of the overlay, method name)`` or ``None`` when the explanation failed."""
-    from pixsight.evaluate.explain import explain
-
-    try:
-        e = explain(model, pixels)
-    except Exception as err:  # noqa: BLE001 - an explanation must never break the report
-        log.warning("eval report: CAM failed: %s", err)
-        return None
-    return _jpeg_uri(Image.fromarray(e.overlay)), str(e.method)
+    made = overlay(pixels)
+    return None if made is None else (jpeg_data_uri(Image.fromarray(made[0])), made[1])
 
 
 def _plots(result: EvalResult) -> list[tuple[str, str]]:
@@ -244,10 +191,13 @@ def _per_class(result: EvalResult) -> tuple[list[str], list[tuple[str, list[str]
     return cols, [(n, [_fmt(r.get(c)) for c in cols]) for n, r in rows.items()]
 
 
-def write_eval_report(result: EvalResult, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-    """Write the HTML report of ``result`` to ``path`` (atomically); return the path."""
-    from pixsight.evaluate.scoring import SUMMARY_KEYS
+def write_eval_report(result: EvalResult, path: str | os.PathLike[str], *, title: str | None = None,
+                      explainer: Explainer | None = None) -> Path:
+    """Write the HTML report of ``result`` to ``path`` (atomically); return the path.
 
+    ``explainer`` (e.g. :func:`pixsight.explain.cam_explainer`) adds Grad-CAM overlays to the
+    first worst examples of a classify/detect model evaluation.
+    """
     d = result.to_dict()
     keys = SUMMARY_KEYS[result.task]
     headline = [(k, _fmt(d.get(k))) for k in keys]
@@ -270,12 +220,12 @@ def write_eval_report(result: EvalResult, path: str | os.PathLike[str], *, title
     threshold_rows = []
     if thresholds:
         threshold_rows = [("top-1 label", thresholds["top1"])] + list(thresholds["per_class"].items())
-    explainer = _explainer(result)
+    overlay = _overlay(result, explainer)
     worst, drawn = [], False
     for n, ex in enumerate(result.worst):
         picture, pixels = _draw_example(result, ex)
         drawn = drawn or (picture is not None and result.task in ("detect", "segment"))
-        cam = _cam_uri(explainer, pixels) if explainer is not None and pixels is not None and n < _MAX_EXPLAIN else None
+        cam = _cam_uri(overlay, pixels) if overlay is not None and pixels is not None and n < _MAX_EXPLAIN else None
         worst.append({"file_name": ex.get("file_name", ""), "why": ex.get("why", ""), "picture": picture, "cam": cam,
                       "reference": ex.get("reference"), "prediction": ex.get("prediction")})
     env = Environment(autoescape=True, undefined=StrictUndefined)

@@ -38,8 +38,9 @@ from ..core.errors import ConfigError
 from ..core.fileio import atomic_writer
 from ..core.spatial import Detections
 from ..core.types import Classification
-from .cam_targets import (DenseScoreTarget, ExplainableModel, load_explainable, prepare_image, resolve_class, run_cam,
-                          scores_only, target_layers)
+from .geometry import prepare_image
+from .model import ExplainableModel, load_explainable, resolve_class
+from .targets import DenseScoreTarget, run_cam, scores_only, target_layers
 
 __all__ = ["METHODS", "Explanation", "explain", "render_overlay", "save_explanation"]
 
@@ -104,8 +105,8 @@ def explain(
 
     Args:
         model: a run folder (``runs/<task>/<name>``), a loaded ``Run``, ``"efficientnet-lite0"``
-            (the built-in ImageNet classifier) or an :class:`~pixsight.evaluate.cam_targets.ExplainableModel`.
-            Load it once with :func:`~pixsight.evaluate.cam_targets.load_explainable` when
+            (the built-in ImageNet classifier) or an :class:`~pixsight.explain.model.ExplainableModel`.
+            Load it once with :func:`~pixsight.explain.model.load_explainable` when
             explaining many images.
         image: RGB uint8 ``(H, W, 3)`` pixels, or the :class:`~pixsight.core.image.LoadedImage`
             that :func:`pixsight.core.image.load_image` returns (safe decoding, EXIF rotation).
@@ -126,7 +127,7 @@ def explain(
     ``ExplainableModel`` from several threads at once (load one per thread).
 
     >>> import numpy as np, torch
-    >>> from pixsight.evaluate.cam_targets import ExplainableModel
+    >>> from pixsight.explain import ExplainableModel
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
     ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
     >>> m = ExplainableModel(net, task="classify", classes=["a", "b"],

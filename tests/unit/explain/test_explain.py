@@ -12,8 +12,8 @@ from PIL import Image
 from torch import nn
 
 from pixsight.core.errors import ConfigError, UnknownModelError
-from pixsight.evaluate.cam_targets import ExplainableModel, load_explainable, prepare_image
-from pixsight.evaluate.explain import explain, save_explanation
+from pixsight.explain import ExplainableModel, explain, load_explainable, save_explanation
+from pixsight.explain.geometry import prepare_image
 
 PRE = {"mean": [127.0] * 3, "std": [128.0] * 3}
 
@@ -295,7 +295,7 @@ def test_detector_on_the_effnet_backbone_uses_its_deep_stages() -> None:
 def test_explains_a_run_folder(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from pixsight.train.run import RUN_FORMAT
+    from pixsight.models.runs import RUN_FORMAT
     from pixsight.train.tasks import get_task
 
     task = get_task("classify")
