@@ -82,7 +82,6 @@ class _Job:
     decode_ms: float
     store: bool = True  # False: a query image (answered, counted, never stored)
     future: Future = field(default_factory=Future)
-    enqueued: float = field(default_factory=time.perf_counter)
 
 
 class Batcher:

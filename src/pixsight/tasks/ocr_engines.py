@@ -177,12 +177,3 @@ class TesseractEngine:
             y1 = max(data["top"][i] + data["height"][i] for i in idx)
             out.append((" ".join(words), float(np.mean(confs)) / 100.0, (float(x0), float(y0), float(x1), float(y1))))
         return out
-
-    def read_line(self, crop: np.ndarray) -> tuple[str, float]:
-        """OCR one text line crop (``--psm 7``); returns ``(text, score)``."""
-        data = self._tess.image_to_data(crop, lang=self.lang, config="--psm 7",
-                                        output_type=self._tess.Output.DICT)
-        words = [(str(t).strip(), float(c)) for t, c in zip(data["text"], data["conf"]) if str(t).strip()]
-        if not words:
-            return "", 0.0
-        return " ".join(w for w, _ in words), float(np.mean([max(0.0, c) for _, c in words])) / 100.0

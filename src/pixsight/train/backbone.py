@@ -10,8 +10,6 @@ training task, so transfer learning, freezing and export work the same everywher
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -58,12 +56,6 @@ class EffNetLite0Backbone(nn.Module):
         """Global-average-pooled head features (N, 1280)."""
         return self.net.forward_map(x).mean(dim=(2, 3))
 
-    def stages_and_pooled(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Both at once (one pass through the trunk)."""
-        feats = self.net.forward_stages(x)
-        head = torch.nn.functional.relu6(self.net._bn1(self.net._conv_head(feats[-1])))
-        return feats[2:], head.mean(dim=(2, 3))
-
     def freeze(self, frozen: bool = True) -> None:
         """Stop (or restart) gradient flow into the trunk; frozen BatchNorm layers also keep
         their running statistics (they stay in eval mode while the rest trains)."""
@@ -87,8 +79,3 @@ class EffNetLite0Backbone(nn.Module):
     def fix_padding(self, image_size: int | tuple[int, int] | None) -> None:
         """Freeze TF-same padding for one input size (ONNX export with constant pads)."""
         self.net.fix_padding(image_size)
-
-
-def count_parameters(module: Any, *, trainable_only: bool = False) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
