@@ -35,21 +35,14 @@ from typing import Any, Iterable
 from ..core.errors import ConfigError
 from ..core.fileio import printable_path
 from .storage import SQLITE, Session, open_session
+from .storage import search_index as _rows
 
 __all__ = ["SearchHit", "SearchPage", "search", "search_page", "count_matches", "hits_for", "sync_index",
            "fts_query", "parse_date"]
 
 log = logging.getLogger(__name__)
 
-# (state key, SQL giving the sha256s changed since ?, SQL giving the newest stamp). Each is a
-# range search on a time index of the schema (storage.sqlite_schema) (no DISTINCT, and "+sha256" keeps the
-# planner off the sha256 indexes: the caller collects the hashes in a set).
-_SOURCES = (
-    ("results.created", "SELECT sha256 FROM results WHERE created >= ?", "SELECT MAX(created) FROM results"),
-    ("files.seen", "SELECT sha256 FROM files WHERE seen >= ? AND +sha256 IS NOT NULL",
-     "SELECT MAX(seen) FROM files"),
-    ("analyses.updated", "SELECT sha256 FROM analyses WHERE updated >= ?", "SELECT MAX(updated) FROM analyses"),
-)
+_SOURCES = _rows.SOURCES  # the "changed since" scans of the sync (storage.search_index)
 
 TOP_LABELS = 3  # classify labels indexed per image (best first)
 
@@ -117,9 +110,8 @@ def _connect(db_path: str | os.PathLike[str]) -> Session:
 def _document(db: Session, sha: str) -> tuple[str, list[str], list[str], bool, bool, str]:
     """(ocr text, classify labels, detected labels, has_text, has_faces, names) of one image."""
     text, top, detected, has_faces = "", [], [], False
-    for task, payload in db.execute(
-        "SELECT task, result FROM results WHERE sha256=? ORDER BY created", (sha,)
-    ):  # latest result of a task wins
+    results, paths = _rows.document_rows(db, sha)
+    for task, payload in results:  # latest result of a task wins
         try:
             data = json.loads(payload)
         except ValueError:
@@ -133,7 +125,6 @@ def _document(db: Session, sha: str) -> tuple[str, list[str], list[str], bool, b
                                if isinstance(d, dict) and d.get("label")})
         elif task == "faces":
             has_faces = len(data.get("faces", [])) > 0
-    paths = [r[0] for r in db.execute("SELECT path FROM files WHERE sha256=? AND status='ok'", (sha,))]
     names = " ".join(p.replace("\\", "/") for p in paths)
     return text, top, detected, bool(text.strip()), has_faces, names
 
@@ -146,32 +137,17 @@ def sync_index(db_path: str | os.PathLike[str]) -> int:
 
 
 def _sync(db: Session) -> int:
-    fts = db.backend.fts
     with db.claim():
-        state = dict(db.all("SELECT key, value FROM search_state"))
+        state = _rows.state(db)
         if state.get("layout") != _LAYOUT:
-            fts.clear(db)
-            for table in ("search_docs", "search_labels", "search_state"):
-                db.execute(f"DELETE FROM {table}")
+            _rows.reset(db)
             state = {}
-        changed: set[str] = set()
-        newest: dict[str, float] = {"layout": _LAYOUT}
-        for key, changed_sql, max_sql in _SOURCES:
-            # ">=": rows written in the same instant as the last indexed one are re-indexed (idempotent)
-            changed.update(db.column(changed_sql, (state.get(key, float("-inf")),)))
-            top = db.scalar(max_sql)
-            if top is not None:
-                newest[key] = top
-        add_label = db.backend.insert_ignore("search_labels", ["sha256", "label"], ["sha256", "label"])
-        put_doc = db.backend.upsert("search_docs", ["sha256", "labels", "has_text", "has_faces"], ["sha256"])
+        changed, newest = _rows.changed_since(db, state)
         for sha in changed:
             text, top, detected, has_text, has_faces, names = _document(db, sha)
-            labels = list(dict.fromkeys([*top, *detected]))
-            fts.put(db, sha, text, " ".join(labels), names)
-            db.execute("DELETE FROM search_labels WHERE sha256=?", (sha,))
-            db.executemany(add_label, [(sha, lab) for lab in labels])
-            db.execute(put_doc, (sha, json.dumps(labels), int(has_text), int(has_faces)))
-        db.executemany(db.backend.upsert("search_state", ["key", "value"], ["key"]), list(newest.items()))
+            _rows.put_document(db, sha, text=text, labels=list(dict.fromkeys([*top, *detected])), names=names,
+                               has_text=has_text, has_faces=has_faces)
+        _rows.save_state(db, {"layout": _LAYOUT, **newest})
     if changed:
         log.debug("search index: %d images re-indexed", len(changed))
     return len(changed)
@@ -284,27 +260,13 @@ def search_page(
         _sync(db)
         if wanted is not None and not wanted:
             return SearchPage([], 0 if with_total else -1, offset, limit)
-        where, params = _filters(db, label=label, has_text=has_text, has_faces=has_faces, needs_review=needs_review,
-                                 folder=folder, since=lo, until=hi, shas=wanted)
-        fts = db.backend.fts
-        query = fts.query(text or "")
-        if query:
-            table, match, score, snippet, order = fts.match()
-            base = (f"FROM {table} JOIN search_docs d ON d.sha256 = f.sha256 "
-                    f"LEFT JOIN analyses a ON a.sha256 = f.sha256 WHERE {match} {where}")
-            params = [query, *params]
-            select = f"SELECT f.sha256, {score} AS score, {snippet} "
-            order = f"ORDER BY {order}"
-        else:  # a listing: analysed images only (not hashes known from unreadable files alone)
-            base = f"FROM analyses a JOIN search_docs d ON d.sha256 = a.sha256 WHERE 1 = 1 {where}"
-            select = "SELECT d.sha256, 0.0, '' "
-            order = "ORDER BY a.updated DESC, d.sha256"
-        rows = []
-        if limit:
-            rows = db.execute(f"{select}{base} {order} LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
-        total = -1
-        if with_total:
-            total = db.execute(f"SELECT COUNT(*) {base}", params).fetchone()[0]
+        folder_prefix = None
+        if folder is not None:
+            folder_prefix = printable_path(os.path.abspath(os.fspath(folder))).rstrip(os.sep) + os.sep
+        filters = _rows.Filters(label=label.strip() if label else None, has_text=has_text, has_faces=has_faces,
+                                needs_review=needs_review, folder=folder_prefix, since=lo, until=hi, shas=wanted)
+        rows, total = _rows.page(db, query=db.backend.fts.query(text or ""), filters=filters, limit=limit,
+                                 offset=offset, with_total=with_total)
         return SearchPage([_hit(db, sha, score, snip) for sha, score, snip in rows], total, offset, limit)
 
 
@@ -313,48 +275,11 @@ def hits_for(db_path: str | os.PathLike[str], scored: Iterable[tuple[str, float]
     images), in the given order; hashes unknown to the catalog are skipped."""
     with _connect(db_path) as db:
         _sync(db)
-        known = set(db.column("SELECT sha256 FROM search_docs"))
+        known = _rows.indexed(db)
         return [_hit(db, sha, float(score), "") for sha, score in scored if sha in known]
 
 
-def _filters(db: Session, *, label: str | None, has_text: bool | None, has_faces: bool | None, needs_review: bool | None,
-             folder: str | os.PathLike[str] | None, since: float | None, until: float | None,
-             shas: list[str] | None = None) -> tuple[str, list[Any]]:
-    """SQL ``AND ...`` clauses over ``d`` (search_docs) and ``a`` (analyses), with parameters."""
-    where, params = "", []
-    if label:
-        where += " AND EXISTS (SELECT 1 FROM search_labels l WHERE l.sha256 = d.sha256 AND l.label = ?)"
-        params.append(label.strip())
-    if has_text is not None:
-        where += " AND d.has_text = ?"
-        params.append(int(has_text))
-    if has_faces is not None:
-        where += " AND d.has_faces = ?"
-        params.append(int(has_faces))
-    if needs_review is not None:
-        where += " AND COALESCE(a.needs_review, 0) = ?"
-        params.append(int(needs_review))
-    if folder is not None:
-        prefix = printable_path(os.path.abspath(os.fspath(folder))).rstrip(os.sep) + os.sep
-        where += (" AND EXISTS (SELECT 1 FROM files p WHERE p.sha256 = d.sha256 AND p.status = 'ok' "
-                  "AND substr(p.path, 1, ?) = ?)")
-        params += [len(prefix), prefix]
-    if since is not None:
-        where += " AND a.updated >= ?"
-        params.append(since)
-    if until is not None:
-        where += " AND a.updated <= ?"
-        params.append(until)
-    if shas is not None:  # one parameter: no limit on how many
-        sql, more = db.backend.in_values("d.sha256", shas)
-        where += f" AND {sql}"
-        params += more
-    return where, params
-
-
 def _hit(db: Session, sha: str, score: float, snippet: str) -> SearchHit:
-    paths = [r[0] for r in db.execute("SELECT path FROM files WHERE sha256=? AND status='ok' ORDER BY path", (sha,))]
-    row = db.execute("SELECT labels FROM search_docs WHERE sha256=?", (sha,)).fetchone()
-    review = db.execute("SELECT needs_review FROM analyses WHERE sha256=?", (sha,)).fetchone()
+    paths, labels, review = _rows.hit_facts(db, sha)
     return SearchHit(sha256=sha, paths=paths, score=round(float(score), 4), snippet=snippet.replace("\n", " "),
-                     labels=json.loads(row[0]) if row else [], needs_review=bool(review[0]) if review else False)
+                     labels=labels, needs_review=review)
