@@ -7,8 +7,8 @@ the index is exact (``IndexFlatIP``); above it, an HNSW graph (``IndexHNSWFlat``
 product) answers in well under a millisecond-per-thousand.
 
 :meth:`VectorIndex.sync` is incremental: rows with a rowid above the last synced one are
-added. ``Catalog.save`` rewrites an embedding with ``INSERT OR REPLACE`` (delete + insert,
-so the old rowid vanishes); a changed or removed row is detected by counting the rows at or
+added. ``Catalog.save`` rewrites an embedding with the backend's replace (SQLite's
+``INSERT OR REPLACE``: delete + insert, so the old rowid vanishes); a changed or removed row is detected by counting the rows at or
 below the synced rowid and by checking the last synced row, and triggers a full rebuild. A
 missing, corrupt or inconsistent index file is rebuilt from the catalog, never an error.
 

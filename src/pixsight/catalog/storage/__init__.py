@@ -1,9 +1,12 @@
 """The storage layer: every table, migration and SQL statement of pixsight lives here.
 
-Other packages call the query modules (:mod:`.reviews`, :mod:`.gallery`, :mod:`.keys`,
-:mod:`.reads`, :mod:`.drift`) or the catalog's own API (:class:`pixsight.catalog.store.Catalog`,
-:mod:`pixsight.catalog.search`, :mod:`pixsight.catalog.vectors`); none of them opens a
-database connection or writes SQL. See ``docs/storage.md``.
+The backend interface is :mod:`.backend` (SQLite: :mod:`.sqlite`), the schema
+:mod:`.schema` + :mod:`.sqlite_schema`; one query module per caller: :mod:`.images` and
+:mod:`.datasets` (:class:`pixsight.catalog.store.Catalog`), :mod:`.search_index`
+(:mod:`pixsight.catalog.search`), :mod:`.embeddings` (:mod:`pixsight.catalog.vectors`),
+:mod:`.stats`, :mod:`.reads` (routes, files), :mod:`.reviews` (review queue),
+:mod:`.gallery` (faces), :mod:`.keys` (API keys), :mod:`.drift` (live drift). No other
+package opens a database connection or writes SQL. See ``docs/storage.md``.
 
 >>> import tempfile, os
 >>> with open_session(os.path.join(tempfile.mkdtemp(), "c.sqlite")) as s:
