@@ -128,9 +128,11 @@ def test_page_dependency_redirects_to_login(app_keys):
 def test_ui_login_route(app_keys):
     app, keys = app_keys
     with TestClient(app) as client:
-        if client.get("/login").status_code == 404:
-            pytest.skip("the UI module (serve/ui.py) with /login is not installed")
+        page = client.get("/login")  # the login page is part of every server, and needs no key
+        assert page.status_code == 200, page.status_code
+        assert "text/html" in page.headers["content-type"] and "<form" in page.text
         bad = client.post("/login", data={"key": "pxs_nope"}, follow_redirects=False)
+        assert bad.status_code == 401  # the form again, with an error
         assert SESSION_COOKIE not in bad.cookies
         csrf = ui_login(client, keys["admin"])
         cookie = next(c for c in client.cookies.jar if c.name == SESSION_COOKIE)
