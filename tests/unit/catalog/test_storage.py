@@ -144,3 +144,12 @@ def test_card_facts_paths_and_top_labels(catalog: Catalog, catalog_db: Path) -> 
         assert reads.top_labels(s, [sha]) == {sha: ("tabby", 0.7)}
         assert reads.paths(s, sha) == ["/p/a.png", "/p/copy.png"]
         assert reads.paths(s, sha, order="newest") == ["/p/copy.png", "/p/a.png"]
+
+
+def test_unknown_image_is_one_class_and_a_not_found_error() -> None:
+    from pixsight.catalog import errors, vectors
+    from pixsight.core.errors import NotFoundError
+    from pixsight.review import queue
+
+    assert queue.UnknownImageError is vectors.UnknownImageError is errors.UnknownImageError
+    assert issubclass(errors.UnknownImageError, NotFoundError)                 # HTTP answers 404
