@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..core.errors import ImageDecodeError, PixsightError
+from ..core.errors import ImageDecodeError
 from ..core.fileio import printable, printable_path
 from ..catalog.files import catalog_image
 from ..catalog.stats import catalog_stats
