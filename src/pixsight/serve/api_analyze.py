@@ -270,12 +270,8 @@ async def similar_to_upload(request: Request, k: int = 12,
         data, name = await _read_upload(form.get("file"))
     finally:
         await form.close()
-    try:
-        image, decode_ms = await run_in_threadpool(_decode, data, name, px.analyzer)
-    except UnsupportedFormatError as err:
-        raise ApiError(415, "UnsupportedFormatError", printable(str(err))) from None
-    except ImageTooLargeError as err:
-        raise ApiError(413, "ImageTooLargeError", printable(str(err))) from None
+    # a refused format (415) or too big an image (413) is answered by the app's error table
+    image, decode_ms = await run_in_threadpool(_decode, data, name, px.analyzer)
     analysis = await batcher.submit(image, name=name, decode_ms=decode_ms, store=False)
     if analysis.status != "ok" or "embed" not in analysis.results:
         error = analysis.error or analysis.task_errors.get("embed") or {"type": "PixsightError",

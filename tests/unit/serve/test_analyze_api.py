@@ -225,8 +225,10 @@ def test_similar_to_an_upload_finds_its_near_copy_and_keeps_the_query_out(served
     assert items[0]["score"] >= items[1]["score"]
     with sqlite3.connect(app.state.px.settings.db) as con:
         assert con.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 3  # the query was not kept
-    assert client.post("/v1/similar", files={"file": ("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")},
-                       headers=auth(keys["viewer"])).status_code == 415
+    refused = client.post("/v1/similar", files={"file": ("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>")},
+                          headers=auth(keys["viewer"]))
+    assert refused.status_code == 415 and refused.json()["error"]["type"] == "UnsupportedFormatError"
+    assert "x.svg" in refused.json()["error"]["message"]
     assert client.post("/v1/similar?k=0", files={"file": ("q.jpg", near_cat)},
                        headers=auth(keys["viewer"])).status_code == 422
     assert client.post("/v1/similar", files={"file": ("q.jpg", near_cat)}).status_code == 401
