@@ -150,7 +150,7 @@ def test_missing_or_foreign_db(tmp_path):
         search(other, "x")
 
 
-def test_real_pipeline_classify(tmp_path):
+def test_real_pipeline_classify(catalog_db, tmp_path):
     import pixsight
 
     rng = np.random.default_rng(0)
@@ -158,7 +158,7 @@ def test_real_pipeline_classify(tmp_path):
     folder.mkdir()
     for name in ("sunny_beach_day.jpg", "dark_forest.jpg"):
         Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / name)
-    db = tmp_path / "c.sqlite"
+    db = catalog_db
     pixsight.analyze([folder], config=pixsight.AnalyzeConfig(tasks=("classify",)), db=db)
     hits = search(db, "beach")
     assert _names(hits) == ["sunny_beach_day.jpg"] and hits[0].labels   # top labels indexed

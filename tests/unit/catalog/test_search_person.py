@@ -55,8 +55,8 @@ def make_catalog(path):
 
 
 @pytest.fixture()
-def db(tmp_path):
-    return make_catalog(tmp_path / "c.sqlite")
+def db(catalog_db):
+    return make_catalog(catalog_db)
 
 
 def _names(hits) -> list[str]:
@@ -128,8 +128,8 @@ def test_sync_and_listing_use_the_time_indexes(db):
     con.close()
 
 
-def test_old_catalog_gets_the_indexes_from_search(tmp_path):
-    path = tmp_path / "old.sqlite"
+def test_old_catalog_gets_the_indexes_from_search(catalog_db):
+    path = catalog_db
     with Catalog(path) as cat:
         cat.save(_image("a.jpg", "cat"))
     con = sqlite3.connect(path)

@@ -67,8 +67,9 @@ def rows(db_path: Path, table: str) -> int:
 
 
 @pytest.fixture()
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "cat" / "pixsight.sqlite"
+def db_path(catalog_db: Path) -> Path:
+    """A catalog of each backend (SQLite: a file in a folder that does not exist yet)."""
+    return catalog_db.parent / "cat" / catalog_db.name
 
 
 @pytest.fixture()

@@ -13,8 +13,8 @@ def _entry(**kw: object) -> dict:
             "counts": {"images": 2, "instances": 3}, "fingerprint": "ab" * 32, **kw}
 
 
-def test_put_get_list_delete(tmp_path: Path) -> None:
-    with Catalog(tmp_path / "c.sqlite") as cat:
+def test_put_get_list_delete(catalog: Catalog) -> None:
+    with catalog as cat:
         assert cat.put_dataset(_entry()) is False
         first = cat.get_dataset("pets")
         assert first["classes"] == ["cat"] and first["counts"] == {"images": 2, "instances": 3}
@@ -27,8 +27,8 @@ def test_put_get_list_delete(tmp_path: Path) -> None:
         assert cat.get_dataset("birds") is None and cat.integrity_ok()
 
 
-def test_a_catalog_made_before_the_datasets_table_gains_it(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite"
+def test_a_catalog_made_before_the_datasets_table_gains_it(catalog_db: Path) -> None:
+    path = catalog_db
     with Catalog(path):
         pass
     db = sqlite3.connect(path)

@@ -44,8 +44,8 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(7)
 
 
-def test_exact_search_matches_numpy_brute_force(tmp_path, rng):
-    db = tmp_path / "c.sqlite"
+def test_exact_search_matches_numpy_brute_force(catalog_db, rng):
+    db = catalog_db
     base = rng.normal(size=(300, 32)).astype(np.float32)
     _save(db, base)
     index = VectorIndex.open(db)
@@ -60,8 +60,8 @@ def test_exact_search_matches_numpy_brute_force(tmp_path, rng):
     assert single == got[0][:3]
 
 
-def test_similar_by_sha_excludes_the_image_itself(tmp_path, rng):
-    db = tmp_path / "c.sqlite"
+def test_similar_by_sha_excludes_the_image_itself(catalog_db, rng):
+    db = catalog_db
     base = rng.normal(size=(50, 16)).astype(np.float32)
     _save(db, base)
     hits = similar(db, _sha(4), k=5)
@@ -73,8 +73,8 @@ def test_similar_by_sha_excludes_the_image_itself(tmp_path, rng):
         similar(db, "f" * 64)
 
 
-def test_incremental_sync_adds_only_new_rows_and_survives_reopen(tmp_path, rng):
-    db = tmp_path / "c.sqlite"
+def test_incremental_sync_adds_only_new_rows_and_survives_reopen(catalog_db, rng):
+    db = catalog_db
     base = rng.normal(size=(120, 16)).astype(np.float32)
     _save(db, base[:100])
     assert VectorIndex.open(db).sync() == 100
@@ -89,8 +89,8 @@ def test_incremental_sync_adds_only_new_rows_and_survives_reopen(tmp_path, rng):
 
 
 @pytest.mark.parametrize("which", [3, 59])  # a middle row, and the last synced row
-def test_changed_vector_is_picked_up(tmp_path, rng, which):
-    db = tmp_path / "c.sqlite"
+def test_changed_vector_is_picked_up(catalog_db, rng, which):
+    db = catalog_db
     base = rng.normal(size=(60, 16)).astype(np.float32)
     _save(db, base)
     index = VectorIndex.open(db)
@@ -103,8 +103,8 @@ def test_changed_vector_is_picked_up(tmp_path, rng, which):
     assert set(top) == {_sha(17), _sha(which)}
 
 
-def test_deleted_or_corrupt_index_file_is_rebuilt(tmp_path, rng):
-    db = tmp_path / "c.sqlite"
+def test_deleted_or_corrupt_index_file_is_rebuilt(catalog_db, rng):
+    db = catalog_db
     base = rng.normal(size=(40, 8)).astype(np.float32)
     _save(db, base)
     index = VectorIndex.open(db)
@@ -119,8 +119,8 @@ def test_deleted_or_corrupt_index_file_is_rebuilt(tmp_path, rng):
     assert broken.sync() == 40 and broken.search(base[9], k=1)[0][0] == _sha(9)
 
 
-def test_errors(tmp_path, rng):
-    db = tmp_path / "c.sqlite"
+def test_errors(catalog_db, rng):
+    db = catalog_db
     Catalog(db).close()
     with pytest.raises(NoEmbeddingsError):
         VectorIndex.open(db)
@@ -135,11 +135,11 @@ def test_errors(tmp_path, rng):
     assert len(index.search(np.ones(8, np.float32), k=50)) == 5
 
 
-def test_hnsw_recall_at_10_vs_exact(tmp_path, rng):
+def test_hnsw_recall_at_10_vs_exact(catalog_db, rng):
     n, d = 30_000, 64
     centers = rng.normal(size=(300, d)).astype(np.float32)
     base = (centers[rng.integers(0, 300, n)] + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
-    db = tmp_path / "c.sqlite"
+    db = catalog_db
     Catalog(db).close()
     with sqlite3.connect(db) as con:  # bulk rows straight into the catalog's own table (fast)
         con.executemany("INSERT INTO embeddings VALUES (?, ?, ?, ?)",
