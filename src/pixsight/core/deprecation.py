@@ -80,11 +80,20 @@ def renamed_fields(**renames: str) -> Callable[[T], T]:
     def wrap(cls: T) -> T:
         cls.__init__ = renamed_kwargs(**renames)(cls.__init__)  # type: ignore[misc]
         for old, new in renames.items():
-            setattr(cls, old, property(lambda self, _new=new: getattr(self, _new), doc=f"Former name of ``{new}``."))
+            setattr(cls, old, _alias(new))
         cls.__renamed__ = {**getattr(cls, "__renamed__", {}), **renames}  # type: ignore[attr-defined]
         return cls
 
     return wrap
+
+
+def _alias(new: str) -> property:
+    """A read-only attribute returning the field ``new`` (for its former name)."""
+
+    def get(self: Any) -> Any:
+        return getattr(self, new)
+
+    return property(get, doc=f"Former name of ``{new}``.")
 
 
 def rename_keys(data: Mapping[str, Any], renames: Mapping[str, str], *, section: str = "",
