@@ -13,7 +13,6 @@ and the layers a CAM reads. Any torch module with the contract's outputs
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,6 @@ from ..core.errors import ConfigError, ModelUnavailableError, UnknownModelError
 from ..train.run import Run, load_run
 
 __all__ = ["BUILTIN_MODELS", "TASKS", "ExplainableModel", "load_explainable", "resolve_class"]
-
-log = logging.getLogger(__name__)
 
 #: Built-in model names :func:`load_explainable` accepts (the torch twin of the registry entry).
 BUILTIN_MODELS: tuple[str, ...] = ("efficientnet-lite0",)
