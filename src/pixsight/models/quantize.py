@@ -1,36 +1,39 @@
-"""An INT8 (VNNI) variant of the EfficientNet-Lite0 ONNX export, built offline and gated.
+"""An INT8 variant of the EfficientNet-Lite0 ONNX export, built offline for this CPU and gated.
 
 :func:`ensure_int8_onnx` turns the verified FP32 file of :func:`~pixsight.models.export.ensure_onnx`
 into a statically quantised one, once, and caches it beside the FP32 file:
 
 1. calibration: a few hundred deterministic crops, flips and rescales of scikit-image's
-   bundled photos (astronaut, chelsea, coffee, rocket, motorcycle, camera, page, Hubble,
-   retina, IHC, ...), preprocessed exactly as :class:`~pixsight.tasks.imagenet.ImageNetStage`
-   does (:func:`~pixsight.core.preprocess.preprocess_into`, then ``(x - mean) / std``);
-2. ``onnxruntime.quantization.quantize_static``: QDQ format, uint8 activations, int8
-   per-channel weights (U8S8, the VNNI kernel), MinMax calibration. The stem and MBConv
-   block 0 stay FP32 (:data:`FP32_NODES`): quantising the 9-tap depthwise weights of block 0
-   alone flips ~10 % of top-1 answers on the held-out crops;
+   bundled photos (:func:`~pixsight.models.calibration.real_crops`), preprocessed exactly as
+   :class:`~pixsight.tasks.imagenet.ImageNetStage` does;
+2. ``onnxruntime.quantization.quantize_static``: QDQ format, uint8 activations, per-channel
+   weights, MinMax calibration, with the weight types of the recipe for this CPU's kind
+   (:mod:`pixsight.models.int8_cpu`): int8 everywhere on VNNI CPUs (U8S8, exact VNNI
+   kernels); on AVX2-only CPUs, whose U8S8 matrix kernels saturate int16 pair sums, uint8
+   weights for the matrix-product nodes (U8U8) and int8 for depthwise convolutions. The
+   stem and MBConv block 0 stay FP32 (:data:`FP32_NODES`): quantising the 9-tap depthwise
+   weights of block 0 alone flips ~10 % of top-1 answers on the held-out crops;
 3. verification against FP32 on *other* crops (another seed): top-1 agreement overall and on
    the images FP32 is >= 50 % sure of, mean |delta top-1 probability|, cosine similarity of
    the ``features`` output. Below :data:`GATE` it raises
    :class:`~pixsight.core.errors.WeightsError` and writes nothing;
-4. ``<export_name>-int8-<sha256 of the FP32 file, 16 hex>.onnx`` written atomically, with a
-   sidecar ``.json`` holding the numbers, the gate and the INT8 file's own sha256.
+4. ``<export_name>-int8-<cpu kind>-<sha256 of the FP32 file, 16 hex>.onnx`` written
+   atomically, with a sidecar ``.json`` holding the numbers, the gate, the recipe, the CPU
+   kind and flags it was built for and the INT8 file's own sha256. A cached file built for
+   another CPU kind, with another recipe or format, or whose bytes changed, is rebuilt.
 
 Only numpy and pixsight are imported at module import time (no torch, no onnx);
 onnxruntime.quantization is imported when a build is needed.
 
 >>> from pixsight.models.registry import get_registry                   # doctest: +SKIP
 >>> ensure_int8_onnx(get_registry().get("efficientnet-lite0")).name      # doctest: +SKIP
-'efficientnet-lite0-int8-1c0ffee0....onnx'
+'efficientnet-lite0-int8-vnni-1c0ffee0....onnx'
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import io
 import json
 import logging
 import os
@@ -44,15 +47,18 @@ import numpy as np
 
 from ..core.errors import ModelUnavailableError, WeightsError
 from ..core.fileio import atomic_write_text
+from .calibration import real_crops
 from .export import _export_lock, ensure_onnx, read_sidecar, sha256_file
+from .int8_cpu import CpuInt8, detect_int8_cpu, gemm_weight_overrides, recipe_for
 from .spec import ModelSpec
 
-__all__ = ["GATE", "FP32_NODES", "Int8Report", "agreement", "ensure_int8_onnx", "int8_cache_name", "quantize_int8", "real_crops"]
+__all__ = ["GATE", "FP32_NODES", "Int8Report", "agreement", "ensure_int8_onnx", "int8_cache_name", "quantize_int8",
+           "real_crops"]
 
 log = logging.getLogger(__name__)
 
 #: Bump when the recipe (calibration, settings, excluded nodes, gate) changes: old caches are rebuilt.
-INT8_FORMAT = 2
+INT8_FORMAT = 3
 #: The accuracy gate against FP32 on held-out crops (an INT8 file below it is never written).
 GATE: dict[str, float] = {
     # all held-out crops. FP32 agrees with *itself* on only 0.875 of these crops after a
@@ -69,9 +75,6 @@ N_HELDOUT = 256
 CALIBRATION_SEED = 1
 HELDOUT_SEED = 2
 _CONFIDENT = 0.5
-_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "camera", "page", "hubble_deep_field",
-           "retina", "immunohistochemistry", "clock", "coins", "text", "colorwheel", "logo", "moon", "brick", "grass",
-           "gravel")
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class Int8Report:
     fp32_jpeg90_top1_agreement: float  # noise floor: FP32 vs FP32 on JPEG q90 copies of the crops
     fp32_jpeg90_feature_cosine_mean: float
     gate: dict[str, float]
-    cpu_vnni: bool | None
+    cpu: dict[str, Any]                # the CPU kind, machine and flags it was built for
     versions: dict[str, str] = field(default_factory=dict)
     format: int = INT8_FORMAT
     created: str = ""
@@ -105,88 +108,13 @@ class Int8Report:
         return asdict(self)
 
 
-def int8_cache_name(stem: str, fp32_sha256: str) -> str:
-    """``<stem>-int8-<first 16 hex of the FP32 file's sha256>.onnx``.
+def int8_cache_name(stem: str, fp32_sha256: str, cpu_kind: str) -> str:
+    """``<stem>-int8-<cpu kind>-<first 16 hex of the FP32 file's sha256>.onnx``.
 
-    >>> int8_cache_name("efficientnet-lite0", "0123456789abcdef0123")
-    'efficientnet-lite0-int8-0123456789abcdef.onnx'
+    >>> int8_cache_name("efficientnet-lite0", "0123456789abcdef0123", "avx2")
+    'efficientnet-lite0-int8-avx2-0123456789abcdef.onnx'
     """
-    return f"{stem}-int8-{fp32_sha256[:16]}.onnx"
-
-
-# -- real images ----------------------------------------------------------------------------
-def _photos() -> list[np.ndarray]:
-    try:
-        from skimage import data
-    except ImportError as err:
-        raise ModelUnavailableError(
-            "scikit-image is needed once to calibrate the INT8 model (its bundled photos); "
-            "pip install scikit-image, or use the FP32 model"
-        ) from err
-    out = []
-    for name in _PHOTOS:
-        try:
-            img = data.stereo_motorcycle()[0] if name == "stereo_motorcycle" else getattr(data, name)()
-        except Exception as err:  # noqa: BLE001 - a photo that needs a download is skipped
-            log.debug("skimage photo %s unavailable: %s", name, err)
-            continue
-        img = np.asarray(img)
-        img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img[..., :3]
-        out.append(np.ascontiguousarray(img.astype(np.uint8)))
-    if len(out) < 4:
-        raise ModelUnavailableError("too few scikit-image photos are available to calibrate the INT8 model")
-    return out
-
-
-def real_crops(n: int, *, seed: int, preprocess: Mapping[str, Any], jpeg_quality: int | None = None) -> np.ndarray:
-    """``n`` deterministic crops/flips/rescales of skimage photos, as the model's input batch.
-
-    Each crop keeps 35-100 % of the photo's area with a jittered aspect ratio, is flipped
-    with probability 1/2 and rescaled by 0.5-1.5x, then goes through
-    :func:`~pixsight.core.preprocess.preprocess_into` and ``(x - mean) / std`` exactly as
-    in :class:`~pixsight.tasks.imagenet.ImageNetStage`. Returns (n, 3, size, size) float32.
-    With ``jpeg_quality`` each crop is JPEG re-encoded first (same crops, same seed): FP32's
-    agreement with itself on those is the noise floor the INT8 numbers are compared with.
-
-    >>> real_crops(2, seed=0, preprocess={"size": 224}).shape         # doctest: +SKIP
-    (2, 3, 224, 224)
-    """
-    from PIL import Image
-
-    from ..core.preprocess import preprocess_into
-
-    size = int(preprocess.get("size", 224))
-    kw = {"size": size, "crop_pct": float(preprocess.get("crop_pct", 0.875)),
-          "resize": str(preprocess.get("resize", "center_crop")),
-          "interpolation": str(preprocess.get("interpolation", "bilinear"))}
-    mean = np.asarray(preprocess.get("mean", [127.0] * 3), np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(preprocess.get("std", [128.0] * 3), np.float32).reshape(1, 3, 1, 1)
-    photos = _photos()
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, 3, size, size), np.float32)
-    for i in range(n):
-        img = photos[i % len(photos)]
-        h, w = img.shape[:2]
-        frac = np.sqrt(rng.uniform(0.35, 1.0))
-        ch = max(16, int(h * frac))
-        cw = min(w, max(16, int(w * frac * rng.uniform(0.8, 1.25))))
-        y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        crop = img[y0:y0 + ch, x0:x0 + cw]
-        if rng.random() < 0.5:
-            crop = crop[:, ::-1]
-        scale = rng.uniform(0.5, 1.5)
-        pil = Image.fromarray(np.ascontiguousarray(crop))
-        small = pil.resize((max(8, int(cw * scale)), max(8, int(ch * scale))), Image.Resampling.BILINEAR)
-        if jpeg_quality is not None:
-            buf = io.BytesIO()
-            small.save(buf, "JPEG", quality=jpeg_quality)
-            buf.seek(0)
-            small = Image.open(buf).convert("RGB")
-        crop = np.asarray(small)
-        preprocess_into(np.ascontiguousarray(crop), out[i], **kw)
-    out -= mean
-    out /= std
-    return out
+    return f"{stem}-int8-{cpu_kind}-{fp32_sha256[:16]}.onnx"
 
 
 # -- the build ------------------------------------------------------------------------------
@@ -201,20 +129,28 @@ def _quant_modules() -> Any:
     return quantization
 
 
-def _excluded_nodes(model_path: Path, patterns: Sequence[str]) -> list[str]:
+def _excluded_nodes(graph: Any, patterns: Sequence[str]) -> list[str]:
     """Nodes matching ``patterns`` plus the ``Clip`` (ReLU6) nodes next to them.
 
     The Clips must stay FP32 too: the quantiser otherwise folds a Clip into the range of its
     neighbour's quantised output, and with that neighbour in FP32 the ReLU6 is lost.
     """
-    import onnx
-
-    graph = onnx.load(str(model_path), load_external_data=False).graph
     chosen = {n.name for n in graph.node if any(re.search(p, n.name) for p in patterns)}
     outs = {o for n in graph.node if n.name in chosen for o in n.output}
     ins = {i for n in graph.node if n.name in chosen for i in n.input}
     chosen |= {n.name for n in graph.node if n.op_type == "Clip" and (n.input[0] in outs or n.output[0] in ins)}
     return sorted(chosen)
+
+
+def _plan(model_path: Path, fp32_patterns: Sequence[str], recipe: Any) -> tuple[list[str], dict[str, Any]]:
+    """Nodes kept in FP32 and the per-weight type overrides of ``recipe``."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    excluded = _excluded_nodes(graph, fp32_patterns)
+    skip = {n.input[1] for n in graph.node if n.name in excluded and len(n.input) > 1}
+    overrides = {k: v for k, v in gemm_weight_overrides(graph, recipe).items() if k not in skip}
+    return excluded, overrides
 
 
 def _run(session: Any, x: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -251,14 +187,6 @@ def agreement(ref: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndar
     }
 
 
-def _cpu_has_vnni() -> bool | None:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    return bool(re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", text))
-
-
 def quantize_int8(
     fp32_path: str | os.PathLike[str],
     dest: str | os.PathLike[str],
@@ -268,8 +196,15 @@ def quantize_int8(
     n_heldout: int | None = None,
     fp32_nodes: Sequence[str] | None = None,
     gate: Mapping[str, float] | None = None,
+    cpu: CpuInt8 | None = None,
+    enforce_gate: bool = True,
 ) -> Int8Report:
     """Quantise the FP32 model ``fp32_path`` to ``dest`` and verify it; see the module docstring.
+
+    ``cpu`` (default: this machine's, :func:`~pixsight.models.int8_cpu.detect_int8_cpu`)
+    chooses the recipe. The gate is measured on *this* CPU, so a build for another kind is
+    for inspection (benchmarks) only. ``enforce_gate=False`` writes the file and its numbers
+    even below the gate (benchmarks); pixsight itself never does that.
 
     Raises:
         WeightsError: the INT8 model misses :data:`GATE` (or ``gate``) on the held-out crops,
@@ -283,12 +218,13 @@ def quantize_int8(
     n_calibration = N_CALIBRATION if n_calibration is None else n_calibration
     n_heldout = N_HELDOUT if n_heldout is None else n_heldout
     fp32_nodes = FP32_NODES if fp32_nodes is None else fp32_nodes
+    cpu = detect_int8_cpu() if cpu is None else cpu
+    recipe = recipe_for(cpu.kind)
     fp32_path, dest = Path(fp32_path), Path(dest)
     fp32_sha = sha256_file(fp32_path)
     calib = real_crops(n_calibration, seed=CALIBRATION_SEED, preprocess=preprocess)
     held = real_crops(n_heldout, seed=HELDOUT_SEED, preprocess=preprocess)
-    settings = {"per_channel": True, "activation_type": "QUInt8", "weight_type": "QInt8",
-                "calibrate_method": "MinMax", "calibration_seed": CALIBRATION_SEED, "heldout_seed": HELDOUT_SEED}
+    settings = {**recipe.to_dict(), "calibration_seed": CALIBRATION_SEED, "heldout_seed": HELDOUT_SEED}
 
     class _Reader(q.CalibrationDataReader):
         def __init__(self) -> None:
@@ -305,10 +241,14 @@ def quantize_int8(
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            excluded = _excluded_nodes(pre, fp32_nodes)
-            q.quantize_static(str(pre), str(tmp), _Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
-                              activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                              calibrate_method=q.CalibrationMethod.MinMax, nodes_to_exclude=excluded)
+            excluded, overrides = _plan(pre, fp32_nodes, recipe)
+            q.quantize_static(str(pre), str(tmp), _Reader(), quant_format=q.QuantFormat.QDQ,
+                              per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+                              activation_type=getattr(q.QuantType, recipe.activation_type),
+                              weight_type=getattr(q.QuantType, recipe.weight_type),
+                              calibrate_method=getattr(q.CalibrationMethod, recipe.calibrate_method),
+                              nodes_to_exclude=excluded, extra_options={"TensorQuantOverrides": overrides})
+            settings["gemm_weights_overridden"] = len(overrides)
         except Exception as err:  # the quantiser raises many types
             raise WeightsError(f"INT8 quantisation of {fp32_path.name} failed: {type(err).__name__}: {err}",
                                path=str(dest)) from err
@@ -322,13 +262,13 @@ def quantize_int8(
         numbers["fp32_jpeg90_feature_cosine_mean"] = floor["feature_cosine_mean"]
         del fp32, int8
         failed = [f"{k} {numbers[k]:.4f} < {v:g}" for k, v in gate.items() if not numbers[k] >= v]
-        if failed:
+        if failed and enforce_gate:
             raise WeightsError(
                 f"the INT8 model misses the accuracy gate against FP32 on {n_heldout} held-out crops "
                 f"({'; '.join(failed)}; mean |delta top-1 prob| {numbers['mean_abs_delta_top1_prob']:.4f}, "
                 f"feature cosine {numbers['feature_cosine_mean']:.4f}; for scale, FP32 on JPEG q90 copies of the "
-                f"same crops agrees {numbers['fp32_jpeg90_top1_agreement']:.4f} with itself); "
-                "nothing was cached. Use the FP32 model (precision 'fp32')",
+                f"same crops agrees {numbers['fp32_jpeg90_top1_agreement']:.4f} with itself; recipe "
+                f"{recipe.name} for a {cpu.kind} CPU); nothing was cached. Use the FP32 model (precision 'fp32')",
                 path=str(dest),
             )
         os.chmod(tmp, 0o644)
@@ -343,12 +283,13 @@ def quantize_int8(
         feature_cosine_mean=numbers["feature_cosine_mean"], feature_cosine_min=numbers["feature_cosine_min"],
         fp32_jpeg90_top1_agreement=numbers["fp32_jpeg90_top1_agreement"],
         fp32_jpeg90_feature_cosine_mean=numbers["fp32_jpeg90_feature_cosine_mean"],
-        gate=gate, cpu_vnni=_cpu_has_vnni(), versions=_versions(),
+        gate=gate, cpu=cpu.to_dict(), versions=_versions(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     atomic_write_text(dest.with_suffix(".json"), json.dumps(report.to_dict(), indent=2) + "\n")
-    log.info("built %s: top-1 agreement %.1f%% (%.1f%% when FP32 is sure), feature cosine %.4f",
-             dest.name, 100 * report.top1_agreement, 100 * report.top1_agreement_confident, report.feature_cosine_mean)
+    log.info("built %s (%s recipe for a %s CPU): top-1 agreement %.1f%% (%.1f%% when FP32 is sure), "
+             "feature cosine %.4f", dest.name, recipe.name, cpu.kind, 100 * report.top1_agreement,
+             100 * report.top1_agreement_confident, report.feature_cosine_mean)
     return report
 
 
@@ -361,12 +302,17 @@ def _versions() -> dict[str, str]:
 
 
 # -- the cache ------------------------------------------------------------------------------
-def _cached_ok(path: Path, fp32_sha: str) -> bool:
+def _cached_ok(path: Path, fp32_sha: str, cpu: CpuInt8) -> bool:
     if not path.is_file():
         return False
     meta = read_sidecar(path)
     if not meta or meta.get("format") != INT8_FORMAT or meta.get("fp32_sha256") != fp32_sha:
         log.warning("cached INT8 model %s has no valid sidecar; building it again", path)
+        return False
+    built_for = (meta.get("cpu") or {}).get("kind")
+    if built_for != cpu.kind or (meta.get("settings") or {}).get("name") != recipe_for(cpu.kind).name:
+        log.warning("cached INT8 model %s was built for a %s CPU, this one is %s; building it again",
+                    path, built_for or "unknown", cpu.kind)
         return False
     if sha256_file(path) != meta.get("onnx_sha256"):
         log.warning("cached INT8 model %s does not match its recorded sha256; building it again", path)
@@ -378,7 +324,9 @@ def ensure_int8_onnx(spec: ModelSpec, *, force: bool = False) -> Path:
     """The verified INT8 ONNX file for ``spec``: from the cache, or built once now (~20 s).
 
     The FP32 file comes from :func:`~pixsight.models.export.ensure_onnx`; the INT8 file's
-    name carries the FP32 file's sha256, so a new export gives a new INT8 build.
+    name carries this CPU's kind (:func:`~pixsight.models.int8_cpu.detect_int8_cpu`) and the
+    FP32 file's sha256, so a new export, or a home shared with a machine of another kind,
+    gives a new INT8 build made and gated on this CPU.
 
     Raises:
         WeightsError: the FP32 export is unavailable, or the INT8 model misses :data:`GATE`.
@@ -389,16 +337,17 @@ def ensure_int8_onnx(spec: ModelSpec, *, force: bool = False) -> Path:
     >>> ensure_int8_onnx(SPECS[0]).name.startswith("efficientnet-lite0-int8-")  # doctest: +SKIP
     True
     """
+    cpu = detect_int8_cpu()
     fp32_path = ensure_onnx(spec)
     meta = read_sidecar(fp32_path) or {}
     fp32_sha = str(meta.get("onnx_sha256") or sha256_file(fp32_path))
     stem = str(spec.options.get("export_name") or spec.name)
-    path = fp32_path.with_name(int8_cache_name(stem, fp32_sha))
-    if not force and _cached_ok(path, fp32_sha):
+    path = fp32_path.with_name(int8_cache_name(stem, fp32_sha, cpu.kind))
+    if not force and _cached_ok(path, fp32_sha, cpu):
         return path
     with _export_lock(path):
-        if not force and _cached_ok(path, fp32_sha):
+        if not force and _cached_ok(path, fp32_sha, cpu):
             return path
-        log.info("building the INT8 variant of %s once (about 20 s)", spec.name)
-        quantize_int8(fp32_path, path, preprocess=spec.preprocess)
+        log.info("building the INT8 variant of %s for this %s CPU once (about 20 s)", spec.name, cpu.kind)
+        quantize_int8(fp32_path, path, preprocess=spec.preprocess, cpu=cpu)
     return path

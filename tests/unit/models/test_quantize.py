@@ -1,12 +1,15 @@
-"""The INT8 variant of EfficientNet-Lite0: gate, cache, numerics and stage wiring.
+"""The INT8 variant of EfficientNet-Lite0: gate, cache, CPU kinds, numerics and stage wiring.
 
 Builds use 48 calibration and 48 held-out crops (the real build uses 256 of each) so that
 each takes a few seconds; they run in a private PIXSIGHT_HOME seeded with a copy of the
-shared FP32 export.
+shared FP32 export. Every test passes on VNNI and AVX2-only CPUs alike: the fixture builds
+the recipe of whatever CPU runs it, and the AVX2 recipe is also checked on an emulated
+AVX2-only CPU (qemu-user, which ``make`` installs) wherever the suite runs.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -18,7 +21,8 @@ import pytest
 from pixsight.core.errors import ConfigError, WeightsError
 from pixsight.models import quantize as quant_mod
 from pixsight.models.export import ensure_onnx, read_sidecar, sha256_file
-from pixsight.models.quantize import agreement, ensure_int8_onnx, int8_cache_name
+from pixsight.models.int8_cpu import CpuInt8, detect_int8_cpu, recipe_for
+from pixsight.models.quantize import agreement, ensure_int8_onnx, int8_cache_name, quantize_int8, real_crops
 from pixsight.models.zoo.imagenet import SPECS, with_precision
 
 ort = pytest.importorskip("onnxruntime")
@@ -29,6 +33,7 @@ CATS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 COFFEE = {"espresso", "cup", "coffee mug"}
 #: Gates this model passes (INT8 misses the default 95 % overall top-1 agreement; see the docs).
 PASSABLE_GATE = {"top1_agreement_confident": 0.95, "feature_cosine_mean": 0.98}
+DEFAULT_GATE = dict(quant_mod.GATE)
 
 
 def _seed_home(home: Path, fp32: Path) -> Path:
@@ -59,8 +64,33 @@ def int8_home(shared_fp32: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 # -- fast ----------------------------------------------------------------------------------
-def test_cache_name_carries_the_fp32_hash() -> None:
-    assert int8_cache_name("efficientnet-lite0", "ab" * 32) == "efficientnet-lite0-int8-abababababababab.onnx"
+def test_cache_name_carries_the_cpu_kind_and_the_fp32_hash() -> None:
+    assert int8_cache_name("efficientnet-lite0", "ab" * 32, "avx2") == "efficientnet-lite0-int8-avx2-abababababababab.onnx"
+
+
+@pytest.mark.parametrize("flags, machine, kind", [
+    ("fpu sse4_1 avx2 fma avx512f avx512bw avx512_vnni", "x86_64", "vnni"),   # Cascade Lake .. Zen 4
+    ("fpu sse4_1 avx2 fma avx_vnni", "x86_64", "vnni"),                        # Alder Lake, Zen 5 (AVX-VNNI)
+    ("fpu sse4_1 avx2 fma avx512f avx512bw amx_int8", "x86_64", "vnni"),
+    ("fpu sse4_1 avx2 fma avx512f avx512bw", "x86_64", "avx2"),                # Skylake-SP: vpmaddubsw saturates
+    ("fpu sse4_1 avx2 fma", "x86_64", "avx2"),                                 # Haswell .. Zen 3
+    ("fpu sse4_1", "x86_64", "avx2"),
+    ("fp asimd asimddp", "aarch64", "generic"),
+    ("", "x86_64", "generic"),                                                 # no /proc/cpuinfo
+])
+def test_cpu_kind_from_cpuinfo(flags: str, machine: str, kind: str) -> None:
+    text = f"processor : 0\nflags\t\t: {flags}\n" if flags else ""
+    cpu = detect_int8_cpu(text, machine=machine)
+    assert cpu.kind == kind
+    assert set(cpu.flags) <= set(flags.split())
+
+
+def test_recipes_avoid_the_saturating_kernels_where_the_cpu_has_them() -> None:
+    assert recipe_for("vnni").gemm_weight_type == "QInt8"  # exact VNNI kernels everywhere
+    for kind in ("avx2", "generic"):
+        assert recipe_for(kind).gemm_weight_type == "QUInt8" and recipe_for(kind).weight_type == "QInt8"
+    with pytest.raises(ValueError, match="unknown CPU kind"):
+        recipe_for("sse2")
 
 
 def test_agreement_numbers() -> None:
@@ -131,8 +161,10 @@ def test_build_below_the_gate_is_refused_and_writes_nothing(shared_fp32: Path, t
 def test_int8_build_is_recorded_and_close_to_fp32(int8_home, shared_fp32: Path) -> None:
     _, path, _ = int8_home
     fp32_sha = sha256_file(shared_fp32)
-    assert path.name == int8_cache_name("efficientnet-lite0", fp32_sha)
+    cpu = detect_int8_cpu()
+    assert path.name == int8_cache_name("efficientnet-lite0", fp32_sha, cpu.kind)
     meta = read_sidecar(path)
+    assert meta["cpu"] == cpu.to_dict() and meta["settings"]["name"] == recipe_for(cpu.kind).name
     assert meta["onnx_sha256"] == sha256_file(path) and meta["fp32_sha256"] == fp32_sha
     assert meta["top1_agreement_confident"] >= 0.95 and meta["feature_cosine_mean"] >= 0.98
     assert meta["gate"] == PASSABLE_GATE and meta["quant_format"] == "QDQ"
@@ -168,7 +200,7 @@ def test_valid_cache_is_reused_and_a_tampered_one_rebuilt(int8_home, monkeypatch
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert not quant_mod._cached_ok(path, read_sidecar(path)["fp32_sha256"])
+    assert not quant_mod._cached_ok(path, read_sidecar(path)["fp32_sha256"], detect_int8_cpu())
     assert ensure_int8_onnx(SPECS[0]) == path
     assert read_sidecar(path)["onnx_sha256"] == sha256_file(path)
 
@@ -194,3 +226,87 @@ def test_int8_stage_gives_the_same_answers_on_photos(int8_home) -> None:
     for r, g in zip(ref, got):
         assert r["classify"].top_label == g["classify"].top_label
         assert float(r["embed"].vector @ g["embed"].vector) > 0.98
+
+
+@pytest.mark.slow
+def test_a_file_built_for_another_cpu_kind_is_rebuilt(int8_home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever this CPU is, pretend the next machine is of the other kind: it gets its own file."""
+    _, path, _ = int8_home
+    here = detect_int8_cpu()
+    other = CpuInt8(kind="avx2" if here.kind == "vnni" else "vnni", machine="x86_64", flags=())
+    fp32_sha = read_sidecar(path)["fp32_sha256"]
+    assert not quant_mod._cached_ok(path, fp32_sha, other)  # the sidecar says which kind it was built for
+    built: list[CpuInt8] = []
+
+    def record_build(fp32_path, dest, *, preprocess, cpu):
+        built.append(cpu)
+        shutil.copy2(path, dest)
+
+    monkeypatch.setattr(quant_mod, "detect_int8_cpu", lambda: other)
+    monkeypatch.setattr(quant_mod, "quantize_int8", record_build)
+    got = ensure_int8_onnx(SPECS[0])
+    assert built == [other] and got.name == int8_cache_name("efficientnet-lite0", fp32_sha, other.kind)
+    assert path.is_file()  # the first kind's file stays for machines of that kind sharing the home
+
+
+def _initializer_types(model_path: Path) -> dict[str, set[str]]:
+    """Element types of the quantised weights feeding depthwise vs matrix-product convolutions."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    inits = {t.name: onnx.TensorProto.DataType.Name(t.data_type) for t in model.graph.initializer}
+    dq_source = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    out: dict[str, set[str]] = {"depthwise": set(), "gemm": set()}
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "Gemm") and node.input[1] in dq_source:
+            group = next((a.i for a in node.attribute if a.name == "group"), 1)
+            out["depthwise" if group > 1 else "gemm"].add(inits[dq_source[node.input[1]]])
+    return out
+
+
+@pytest.fixture(scope="module")
+def avx2_build(shared_fp32: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The AVX2 recipe, built here whatever this CPU is (its gate is judged on an AVX2 CPU below)."""
+    dest = tmp_path_factory.mktemp("avx2") / "int8-avx2.onnx"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(quant_mod, "N_CALIBRATION", 48)
+        mp.setattr(quant_mod, "N_HELDOUT", 16)
+        quantize_int8(shared_fp32, dest, preprocess=SPECS[0].preprocess, enforce_gate=False,
+                      cpu=CpuInt8(kind="avx2", machine="x86_64", flags=("avx2",)))
+    return dest
+
+
+@pytest.mark.slow
+def test_avx2_recipe_keeps_int8_weights_only_where_the_kernel_is_exact(avx2_build: Path) -> None:
+    types = _initializer_types(avx2_build)
+    assert types == {"depthwise": {"INT8"}, "gemm": {"UINT8"}}
+    assert read_sidecar(avx2_build)["settings"]["gemm_weights_overridden"] > 30
+
+
+def _qemu() -> str:
+    exe = shutil.which("qemu-x86_64") or shutil.which("qemu-x86_64-static")
+    if exe is None or detect_int8_cpu().machine not in ("x86_64", "amd64"):
+        pytest.skip("needs qemu-user (Debian package qemu-user, installed by make) on an x86-64 machine")
+    return exe
+
+
+@pytest.mark.slow
+def test_avx2_recipe_passes_the_gate_on_an_emulated_avx2_only_cpu(avx2_build: Path, shared_fp32: Path,
+                                                                    tmp_path: Path) -> None:
+    """Explicitly about AVX2-only CPUs: run both models under qemu's Haswell (AVX2, no VNNI)."""
+    qemu = _qemu()
+    crops, ref = tmp_path / "crops.npy", tmp_path / "fp32.npz"
+    x = real_crops(48, seed=quant_mod.HELDOUT_SEED, preprocess=SPECS[0].preprocess)
+    np.save(crops, x)
+    logits, features = ort.InferenceSession(str(shared_fp32), providers=["CPUExecutionProvider"]).run(
+        ["logits", "features"], {"input": x})
+    np.savez(ref, logits=logits, features=features)  # FP32 needs no emulation: it has no integer kernels
+    proc = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-m", "pixsight.models.int8_agreement",
+                           str(ref), str(avx2_build), str(crops)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["probe"]["saturates"], "the emulated CPU must use the saturating AVX2 kernels, or this test proves nothing"
+    assert got["top1_agreement_confident"] >= PASSABLE_GATE["top1_agreement_confident"]
+    assert got["feature_cosine_mean"] >= PASSABLE_GATE["feature_cosine_mean"]
+    assert got["top1_agreement"] >= DEFAULT_GATE["top1_agreement"] - 0.05  # 48 crops: a little noisier than 256
