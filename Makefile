@@ -15,7 +15,8 @@ PIP_VERSION := 26.3
 PIP_TOOLS_VERSION := 7.7.0
 LOCK_ARGS ?=
 # Debian packages: tesseract is the second OCR engine and chromium runs the web UI's browser
-# tests (Playwright drives /usr/bin/chromium). `make test` needs both: it sets
+# tests (Playwright drives /usr/bin/chromium); qemu-user runs the INT8 model on an emulated
+# AVX2-only CPU in the tests (x86-64 machines). `make test` needs them all: it sets
 # PIXSIGHT_REQUIRE_ALL=1, so a test skipped for a missing dependency fails the run.
 
 .PHONY: setup demo test test-fast bench examples clean system-deps lock docs
@@ -26,6 +27,7 @@ system-deps:
 	@missing=""; \
 	command -v tesseract >/dev/null 2>&1 || missing="$$missing tesseract-ocr tesseract-ocr-eng"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ "$$(uname -m)" != x86_64 ] || command -v qemu-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-user"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing (Debian packages)"; \

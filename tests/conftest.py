@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import re
 import shutil
 from dataclasses import dataclass
@@ -105,6 +106,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(("tesseract", "tesseract-ocr"), lambda: shutil.which("tesseract") is not None,
                 "apt-get install tesseract-ocr tesseract-ocr-eng"),
     Requirement(("chromium",), lambda: Path("/usr/bin/chromium").exists(), "apt-get install chromium"),
+    # runs the INT8 model on an emulated AVX2-only CPU (tests/unit/models/test_quantize.py); x86-64 only
+    Requirement(("qemu-user", "qemu-x86_64"),
+                lambda: platform.machine().lower() not in ("x86_64", "amd64") or shutil.which("qemu-x86_64") is not None,
+                "apt-get install qemu-user"),
 )
 
 _IMPORTORSKIP = re.compile(r"could not import '([\w.]+)'")
