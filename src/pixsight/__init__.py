@@ -32,11 +32,9 @@ _EXPORTS = {
     "Embedding": "pixsight.core.types",
     "Detections": "pixsight.core.types",
     "Segmentation": "pixsight.core.types",
-    "train": "pixsight.train.api",
     "load_run": "pixsight.train.run",
     "evaluate_model": "pixsight.evaluate",
     "evaluate_predictions": "pixsight.evaluate",
-    "explain": "pixsight.explain",
     "open_dataset": "pixsight.data.resolve",
     "read_dataset": "pixsight.data.formats",
     "write_dataset": "pixsight.data.formats",
@@ -44,12 +42,18 @@ _EXPORTS = {
     "get_registry": "pixsight.models.registry",
     "PixsightError": "pixsight.core.errors",
 }
-__all__ = sorted(_EXPORTS)
+#: Subpackages reachable as attributes before they are imported. ``pixsight.train`` and
+#: ``pixsight.explain`` are always the packages (their functions: ``pixsight.train.train``,
+#: ``pixsight.explain.explain``), never a function that an import would later replace.
+_SUBPACKAGES = ("train", "explain")
+__all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"pixsight.{name}")
     raise AttributeError(f"module 'pixsight' has no attribute {name!r}")
 
 
