@@ -2,8 +2,9 @@
 
 Run as ``python -m pixsight.models.int8_agreement FP32 INT8.onnx CROPS.npy``; it prints
 one JSON object: the numbers :data:`pixsight.models.quantize.GATE` checks
-(:func:`pixsight.models.quantize.agreement`) and the result of an int16-saturation probe
-that tells which integer kernels this CPU gives ONNX Runtime. Only numpy and
+(:func:`pixsight.models.quantize.agreement`) and the result of the int16-saturation probe
+(:func:`pixsight.models.int8_cpu.saturation_probe`) that tells which integer kernels this
+CPU gives ONNX Runtime. Only numpy and
 onnxruntime are needed, so it runs quickly under an emulated CPU, e.g. an AVX2-only one:
 
     qemu-x86_64 -cpu Haswell .venv/bin/python -m pixsight.models.int8_agreement ...
@@ -22,32 +23,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["saturation_probe", "compare"]
+from .int8_cpu import saturation_probe
 
-
-def saturation_probe() -> dict[str, Any]:
-    """Multiply 255s by 127s with ``MatMulInteger`` (U8S8) and say whether int16 pair sums saturate.
-
-    Exact VNNI/AMX kernels give 255 * 127 * 64 = 2072640; AVX2 and AVX-512 (without VNNI)
-    kernels clip each pair sum to 32767 and give 32 * 32767 = 1048544.
-
-    >>> saturation_probe()["exact"]
-    2072640
-    """
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    k = 64
-    weights = helper.make_tensor("B", TensorProto.INT8, [k, 1], np.full((k, 1), 127, np.int8).tobytes(), raw=True)
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "probe",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, [1, k])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, [1, 1])], [weights])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = int(session.run(None, {"A": np.full((1, k), 255, np.uint8)})[0][0, 0])
-    exact = 255 * 127 * k
-    return {"got": got, "exact": exact, "saturates": got != exact}
+__all__ = ["compare"]
 
 
 def compare(fp32_path: str, int8_path: str, crops_path: str, *, threads: int = 2) -> dict[str, Any]:

@@ -25,13 +25,18 @@ generic   as avx2 (another architecture or an unreadable CPU: the recipe that is
           exact on every kernel ONNX Runtime has).
 ========  =========================================================================
 
+The kind is *measured*, not only read from the flags: :func:`u8s8_saturates` runs a
+two-number ``MatMulInteger`` in ONNX Runtime that comes out exact with VNNI kernels and
+clipped with AVX2 ones. It decides on x86-64 (it also catches a VM or an OS that reports
+flags the kernels do not use); the ``/proc/cpuinfo`` flags are recorded beside it.
+
 A model quantised for one kind is valid only on that kind, so the INT8 cache keys files
 by kind and the sidecar records the CPU features a file was built for
 (:func:`pixsight.models.quantize.ensure_int8_onnx`).
 
->>> detect_int8_cpu("flags : fpu sse avx2 fma avx512f avx512bw avx512_vnni", machine="x86_64").kind
+>>> detect_int8_cpu("flags : fpu sse avx2 fma avx512f avx512bw avx512_vnni", machine="x86_64", probe=False).kind
 'vnni'
->>> detect_int8_cpu("flags : fpu sse avx2 fma", machine="x86_64").kind
+>>> detect_int8_cpu("flags : fpu sse avx2 fma", machine="x86_64", probe=False).kind
 'avx2'
 >>> recipe_for("avx2").gemm_weight_type
 'QUInt8'
@@ -39,13 +44,19 @@ by kind and the sidecar records the CPU features a file was built for
 
 from __future__ import annotations
 
+import base64
+import functools
+import logging
 import platform
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CPU_KINDS", "CpuInt8", "Int8Recipe", "detect_int8_cpu", "gemm_weight_overrides", "recipe_for"]
+__all__ = ["CPU_KINDS", "CpuInt8", "Int8Recipe", "detect_int8_cpu", "gemm_weight_overrides", "recipe_for",
+           "saturation_probe", "u8s8_saturates"]
+
+log = logging.getLogger(__name__)
 
 #: CPU kinds an INT8 build is made for (see the module docstring).
 CPU_KINDS: tuple[str, ...] = ("vnni", "avx2", "generic")
@@ -55,16 +66,59 @@ _VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 _RECORDED_FLAGS = ("sse4_1", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
+#: ``MatMulInteger(A uint8 [1, 64], B int8 [64, 1])`` with B all 127, serialised (163 bytes, ONNX
+#: opset 13) so that the probe needs onnxruntime only; a test rebuilds it with ``onnx.helper``.
+_PROBE_MODEL = base64.b64decode(
+    "CAc6mAEKGAoBQQoBQhIBWSINTWF0TXVsSW50ZWdlchIFcHJvYmUqSwhACAEQA0IBQkpAf39/f39/f39/f39/f39/f39/f39/f39/f39/f39/f39/"
+    "f39/f39/f39/f39/f39/f39/f39/f39/f39/f39/f1oTCgFBEg4KDAgCEggKAggBCgIIQGITCgFZEg4KDAgGEggKAggBCgIIAUIECgAQDQ==")
+_PROBE_K = 64
+
+
 @dataclass(frozen=True)
 class CpuInt8:
-    """The CPU an INT8 model is built for: its kind and the flags that decided it."""
+    """The CPU an INT8 model is built for: its kind, the flags read and the probe's answer."""
 
     kind: str
     machine: str
     flags: tuple[str, ...]
+    u8s8_saturates: bool | None = None  # measured by :func:`u8s8_saturates`; None: not measured
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "machine": self.machine, "flags": list(self.flags)}
+        return {"kind": self.kind, "machine": self.machine, "flags": list(self.flags),
+                "u8s8_saturates": self.u8s8_saturates}
+
+
+def saturation_probe() -> dict[str, Any]:
+    """Multiply 64 x 255 by 64 x 127 in ONNX Runtime (U8S8) and compare with the exact sum.
+
+    Exact VNNI/AMX kernels give 255 * 127 * 64 = 2072640; AVX2 and AVX-512 (without VNNI)
+    kernels clip each int16 pair sum to 32767 and give 32 * 32767 = 1048544.
+
+    >>> saturation_probe()["exact"]
+    2072640
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(_PROBE_MODEL, opts, providers=["CPUExecutionProvider"])
+    got = int(session.run(None, {"A": np.full((1, _PROBE_K), 255, np.uint8)})[0][0, 0])
+    exact = 255 * 127 * _PROBE_K
+    return {"got": got, "exact": exact, "saturates": got != exact}
+
+
+@functools.lru_cache(maxsize=1)
+def u8s8_saturates() -> bool | None:
+    """Whether ONNX Runtime's U8S8 kernels saturate on this CPU (``None``: could not tell).
+
+    Measured once per process by :func:`saturation_probe` (a few milliseconds).
+    """
+    try:
+        return bool(saturation_probe()["saturates"])
+    except Exception as err:  # noqa: BLE001 - no onnxruntime, or an EP that cannot run it: fall back to flags
+        log.debug("INT8 saturation probe failed: %s", err)
+        return None
 
 
 @dataclass(frozen=True)
@@ -102,15 +156,21 @@ def recipe_for(kind: str) -> Int8Recipe:
         raise ValueError(f"unknown CPU kind {kind!r}; expected one of {', '.join(CPU_KINDS)}") from None
 
 
-def detect_int8_cpu(cpuinfo: str | None = None, *, machine: str | None = None) -> CpuInt8:
-    """This CPU's kind for INT8 (``/proc/cpuinfo`` is read unless ``cpuinfo`` is given).
+def detect_int8_cpu(cpuinfo: str | None = None, *, machine: str | None = None,
+                    saturates: bool | None = None, probe: bool = True) -> CpuInt8:
+    """This CPU's kind for INT8.
 
-    Only x86-64 is told apart; other architectures, and machines without a readable
-    ``/proc/cpuinfo``, are ``generic`` (the recipe that is exact everywhere).
+    ``/proc/cpuinfo`` is read unless ``cpuinfo`` is given; the probe (:func:`u8s8_saturates`)
+    runs unless ``saturates`` is given or ``probe`` is false. On x86-64 the probe decides
+    (``vnni`` when exact, ``avx2`` when it saturates) and the flags decide only when it
+    cannot run; a disagreement is logged. Other architectures are ``generic`` (the recipe
+    that is exact everywhere).
 
-    >>> detect_int8_cpu("flags : avx2 avx_vnni", machine="AMD64").kind
+    >>> detect_int8_cpu("flags : avx2 avx_vnni", machine="AMD64", probe=False).kind
     'vnni'
-    >>> detect_int8_cpu("Features : fp asimd", machine="aarch64").kind
+    >>> detect_int8_cpu("flags : avx2 avx512_vnni", machine="x86_64", saturates=True).kind
+    'avx2'
+    >>> detect_int8_cpu("Features : fp asimd", machine="aarch64", probe=False).kind
     'generic'
     """
     machine = (machine or platform.machine() or "unknown").lower()
@@ -122,13 +182,19 @@ def detect_int8_cpu(cpuinfo: str | None = None, *, machine: str | None = None) -
     first = re.search(r"^(?:flags|Features)\s*:(.*)$", cpuinfo, flags=re.MULTILINE)
     have = set(first.group(1).split()) if first else set()
     flags = tuple(f for f in _RECORDED_FLAGS if f in have)
-    if machine not in ("x86_64", "amd64") or not have:
+    if saturates is None and probe:
+        saturates = u8s8_saturates()
+    by_flags = ("vnni" if any(f in have for f in _VNNI_FLAGS) else "avx2") if have else None
+    if machine not in ("x86_64", "amd64"):
         kind = "generic"
-    elif any(f in have for f in _VNNI_FLAGS):
-        kind = "vnni"
+    elif saturates is not None:
+        kind = "avx2" if saturates else "vnni"
+        if by_flags is not None and by_flags != kind:
+            log.warning("the CPU flags say %s but ONNX Runtime's integer kernels %s: building INT8 for %s",
+                        by_flags, "saturate" if saturates else "are exact", kind)
     else:
-        kind = "avx2"
-    return CpuInt8(kind=kind, machine=machine, flags=flags)
+        kind = by_flags or "generic"
+    return CpuInt8(kind=kind, machine=machine, flags=flags, u8s8_saturates=saturates)
 
 
 def gemm_weight_overrides(graph: Any, recipe: Int8Recipe) -> dict[str, list[dict[str, Any]]]:

@@ -80,9 +80,46 @@ def test_cache_name_carries_the_cpu_kind_and_the_fp32_hash() -> None:
 ])
 def test_cpu_kind_from_cpuinfo(flags: str, machine: str, kind: str) -> None:
     text = f"processor : 0\nflags\t\t: {flags}\n" if flags else ""
-    cpu = detect_int8_cpu(text, machine=machine)
-    assert cpu.kind == kind
+    cpu = detect_int8_cpu(text, machine=machine, probe=False)
+    assert cpu.kind == kind and cpu.u8s8_saturates is None
     assert set(cpu.flags) <= set(flags.split())
+
+
+@pytest.mark.parametrize("flags, saturates, kind", [
+    ("avx2 avx512_vnni", False, "vnni"),
+    ("avx2 avx512_vnni", True, "avx2"),   # the kernels saturate whatever the flags say: trust them
+    ("avx2", False, "vnni"),
+    ("", True, "avx2"),                   # no /proc/cpuinfo (macOS, Windows): the probe still decides
+])
+def test_the_probe_decides_the_kind_on_x86(flags: str, saturates: bool, kind: str) -> None:
+    cpu = detect_int8_cpu(f"flags : {flags}\n" if flags else "", machine="x86_64", saturates=saturates)
+    assert cpu.kind == kind and cpu.to_dict()["u8s8_saturates"] is saturates
+
+
+def test_embedded_probe_model_is_the_documented_matmulinteger() -> None:
+    from onnx import TensorProto, helper
+
+    from pixsight.models import int8_cpu
+
+    k = 64
+    weights = helper.make_tensor("B", TensorProto.INT8, [k, 1], np.full((k, 1), 127, np.int8).tobytes(), raw=True)
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "probe",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [1, k])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [1, 1])], [weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    assert model.SerializeToString() == int8_cpu._PROBE_MODEL
+
+
+def test_probe_agrees_with_the_cpu_flags_here() -> None:
+    """Holds on VNNI and AVX2-only machines alike: the kernels ORT picks follow the CPU's flags."""
+    from pixsight.models.int8_cpu import saturation_probe
+
+    probe = saturation_probe()
+    assert probe["got"] in (probe["exact"], 32 * 32767)
+    by_flags = detect_int8_cpu(probe=False)
+    if by_flags.kind in ("vnni", "avx2"):
+        assert probe["saturates"] == (by_flags.kind == "avx2")
 
 
 def test_recipes_avoid_the_saturating_kernels_where_the_cpu_has_them() -> None:
@@ -288,6 +325,16 @@ def _qemu() -> str:
     if exe is None or detect_int8_cpu().machine not in ("x86_64", "amd64"):
         pytest.skip("needs qemu-user (Debian package qemu-user, installed by make) on an x86-64 machine")
     return exe
+
+
+def test_an_emulated_avx2_only_cpu_is_detected_as_avx2() -> None:
+    """qemu-user shows the host's /proc/cpuinfo (VNNI here, perhaps), but the probe sees AVX2 kernels."""
+    qemu = _qemu()
+    code = "from pixsight.models.int8_cpu import detect_int8_cpu; print(detect_int8_cpu().kind)"
+    proc = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "avx2"
 
 
 @pytest.mark.slow
