@@ -19,6 +19,7 @@ the image in flight and a re-run resumes without duplicates (SECURITY.md item 19
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -119,7 +120,7 @@ class Catalog:
         if len(faces) == 0 or len(rows) != len(faces):
             return faces
         emb = np.stack([np.frombuffer(v, dtype=np.float32) for v in rows])
-        return Faces(boxes=faces.boxes, scores=faces.scores, landmarks=faces.landmarks, embeddings=emb, data=faces.data)
+        return dataclasses.replace(faces, embeddings=emb)  # keeps every other field (model included)
 
     def get_embedding(self, sha256: str, model: str) -> np.ndarray | None:
         """The stored image embedding of ``model`` for an image, or None."""

@@ -195,8 +195,7 @@ def name_faces(db: str | Path, analysis: Analysis, *, threshold: float = DEFAULT
     matches = _nearest(names, vectors, queries, threshold)
     data = {**faces.data, "person": [who or UNKNOWN for who, _ in matches],
             "person_distance": [round(d, 4) for _, d in matches]}
-    named = Faces(boxes=faces.boxes, scores=faces.scores, landmarks=faces.landmarks,
-                  embeddings=faces.embeddings, data=data)
+    named = dataclasses.replace(faces, data=data)
     return dataclasses.replace(analysis, results={**analysis.results, "faces": named})
 
 

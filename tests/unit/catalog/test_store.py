@@ -45,7 +45,7 @@ def full_analysis(i: int = 0, *, path: str | None = None, needs_review: bool = F
                          boxes=[[10, 12, 200, 40], [10, 50, 180, 80]], model="rapidocr"),
         "faces": Faces(boxes=[[30, 40, 90, 110], [120, 40, 170, 100]], scores=[0.93, 0.55],
                        landmarks=rng.uniform(30, 170, (2, 5, 2)).round(1), embeddings=face_vecs,
-                       data={"detector": ["hog", "mmod"]}),
+                       data={"detector": ["hog", "mmod"]}, model="dlib-faces@1"),
         "embed": Embedding(vector=vec / np.linalg.norm(vec), model=MODELS["embed"]),
     }
     return Analysis(
