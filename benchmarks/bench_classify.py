@@ -13,7 +13,7 @@ measures images per second, decode included:
 It prints both rates, their ratio, and how often the two agree on the top-1 class. The
 ONNX export is made (or found in the cache) before timing starts. Not part of the tests.
 
-(c) pixsight INT8: the same pipeline on the INT8 (VNNI) variant of the export
+(c) pixsight INT8: the same pipeline on the INT8 variant of the export built for this CPU
     (:mod:`pixsight.models.quantize`), timed in the same rounds as FP32 (alternating), with
     its top-1 agreement with FP32 on the N JPEGs. The INT8 file is built in the temp folder
     with the gate evaluated but not enforced (pixsight itself never caches or uses a file
