@@ -55,7 +55,7 @@ def record_context(path: str | Path | None, record: str) -> Iterator[None]:
         raise DatasetFormatError(f"{record}: {err.message}", path=where) from None
     except KeyError as err:
         raise DatasetFormatError(f"{record}: missing key {err.args[0]!r}", path=where) from None
-    except (TypeError, ValueError, IndexError, AttributeError) as err:
+    except (TypeError, ValueError, IndexError, AttributeError, OverflowError) as err:
         raise DatasetFormatError(f"{record}: {err}", path=where) from None
 
 
@@ -87,6 +87,10 @@ def _as_polygon(poly: Any, i: int) -> np.ndarray:
     return arr
 
 
+#: Largest RLE size or run pycocotools can hold (its counts are uint32).
+_RLE_MAX = 2**32 - 1
+
+
 def _as_rle(rle: Any) -> dict[str, Any]:
     """Normalise a COCO RLE (compressed or uncompressed counts) to ``{"size", "counts": str}``."""
     from pycocotools import mask as mask_utils
@@ -95,14 +99,20 @@ def _as_rle(rle: Any) -> dict[str, Any]:
         raise DatasetFormatError("RLE mask must be a dict with 'size' and 'counts'")
     size = rle["size"]
     if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise DatasetFormatError(f"RLE size must be [height, width] positive ints, got {size!r}")
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _RLE_MAX for v in size)):
+        raise DatasetFormatError(f"RLE size must be [height, width] positive ints below 2**32, got {size!r}")
     h, w = int(size[0]), int(size[1])
     counts = rle["counts"]
     if isinstance(counts, list):
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts) or sum(counts) != h * w:
             raise DatasetFormatError(f"uncompressed RLE counts must be non-negative ints summing to {h}*{w}")
-        rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        big = next((c for c in counts if c > _RLE_MAX), None)
+        if big is not None:
+            raise DatasetFormatError(f"RLE counts: run {big} does not fit in 32 bits")
+        try:
+            rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+        except (OverflowError, ValueError, TypeError) as err:
+            raise DatasetFormatError(f"RLE counts: not valid COCO RLE ({err})") from None
         counts = rle["counts"]
     if isinstance(counts, bytes):
         counts = counts.decode("ascii")

@@ -18,6 +18,7 @@ import numpy as np
 from ...core.errors import DatasetFormatError
 from ...core.fileio import atomic_writer
 from ..dataset import Annotation, Dataset, ImageRecord, check_box_inside, record_context
+from ..parsing import ParseLimitError, load_json, parse_json
 from ._common import copy_image, refuse_loss
 
 __all__ = ["read_coco", "write_coco", "looks_like_coco"]
@@ -37,8 +38,11 @@ def looks_like_coco(path: Path) -> bool:
             with open(path, "rb") as fh:
                 head = fh.read(1 << 16)
             return b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head)
+        doc = load_json(path)
+    except ParseLimitError:  # hostile or broken, but maybe COCO: let the reader say what is wrong
         with open(path, "rb") as fh:
-            doc = json.load(fh)
+            head = fh.read(1 << 16)
+        return b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head)
     except (OSError, ValueError):
         return False
     return (isinstance(doc, dict) and isinstance(doc.get("images"), list)
@@ -54,17 +58,13 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
-def _parse_constant(name: str) -> float:
-    return float(name.replace("Infinity", "inf"))  # NaN/Infinity parse; the finite checks reject them
-
-
 def read_coco(path: str | Path) -> Dataset:
     """Read a COCO JSON file; images are looked up relative to its folder."""
     path = Path(path)
     where = str(path)
     try:
         with open(path, "rb") as fh:
-            doc = json.loads(fh.read().decode("utf-8"), parse_constant=_parse_constant)
+            doc = parse_json(fh.read().decode("utf-8"), where)
     except FileNotFoundError:
         raise DatasetFormatError("file not found", path=where) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

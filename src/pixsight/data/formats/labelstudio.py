@@ -28,6 +28,7 @@ import numpy as np
 from ...core.errors import DatasetFormatError
 from ...core.fileio import atomic_write_text
 from ..dataset import Annotation, Dataset, ImageRecord, check_box_inside, check_file_name, record_context
+from ..parsing import ParseLimitError, load_json
 from ._common import copy_image, image_size, refuse_loss, single_polygon, split_of
 
 __all__ = ["read_labelstudio", "write_labelstudio", "looks_like_labelstudio", "image_name"]
@@ -45,8 +46,11 @@ def _is_ls_json(path: Path) -> bool:
             with open(path, "rb") as fh:
                 head = fh.read(1 << 16).lstrip()
             return head.startswith(b"[") and b'"data"' in head
+        doc = load_json(path)
+    except ParseLimitError:  # hostile or broken, but maybe an export: let the reader say what is wrong
         with open(path, "rb") as fh:
-            doc = json.load(fh)
+            head = fh.read(1 << 16).lstrip()
+        return head.startswith(b"[") and b'"data"' in head
     except (OSError, ValueError):
         return False
     return isinstance(doc, list) and (not doc or (isinstance(doc[0], dict) and "data" in doc[0]))
@@ -132,7 +136,7 @@ def read_labelstudio(path: str | Path) -> Dataset:
         p = files[0]
     where = str(p)
     try:
-        doc = json.loads(p.read_bytes())
+        doc = load_json(p)
     except OSError as err:
         raise DatasetFormatError(f"cannot read: {err.strerror}", path=where) from None
     except ValueError as err:

@@ -22,6 +22,7 @@ import yaml
 from ...core.errors import DatasetFormatError
 from ...core.fileio import atomic_write_text
 from ..dataset import Annotation, Dataset, ImageRecord, check_box_inside, record_context
+from ..parsing import load_yaml
 from ._common import copy_image, image_size, list_images, refuse_loss, single_polygon, split_of
 
 __all__ = ["read_yolo", "write_yolo", "looks_like_yolo"]
@@ -124,7 +125,7 @@ def read_yolo(path: str | Path) -> Dataset:
     yaml_file = _yaml_path(Path(path))
     where = str(yaml_file)
     try:
-        doc = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
+        doc = load_yaml(yaml_file, record="data.yaml")
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise DatasetFormatError(f"cannot read YAML: {err}", path=where) from None
     with record_context(where, "data.yaml"):

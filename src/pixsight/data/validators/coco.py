@@ -17,16 +17,13 @@ from typing import Any
 
 from ...core.errors import DatasetFormatError
 from ...core.fileio import atomic_write_text
+from ..parsing import ParseLimitError, parse_json
 from ..dataset import BOX_TOLERANCE, _as_rle, check_file_name
 from .common import Collector, FixSummary, ValidationReport, check_image_file, is_int as _is_int, is_num as _is_num
 
 __all__ = ["validate_coco", "fix_coco"]
 
 log = logging.getLogger(__name__)
-
-
-def _parse_constant(name: str) -> float:
-    return float(name.replace("Infinity", "inf"))
 
 
 def _is_int(v: Any) -> bool:
@@ -37,9 +34,11 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _load(path: Path) -> tuple[Any, str | None]:
+def _load(path: Path) -> tuple[Any, str | ParseLimitError | None]:
     try:
-        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_parse_constant), None
+        return parse_json(path.read_bytes().decode("utf-8"), str(path)), None
+    except ParseLimitError as err:
+        return None, err
     except FileNotFoundError:
         return None, "file not found"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -230,7 +229,9 @@ def validate_coco(json_path: str | Path, *, check_images: bool = True, decode: b
     out = Collector(str(path))
     report = ValidationReport(str(path), "coco")
     doc, err = _load(path)
-    if err:
+    if isinstance(err, ParseLimitError):
+        out.error(err.record, err.problem)
+    elif err:
         out.error("file", err)
     elif not isinstance(doc, dict):
         out.error("top level", f"expected a JSON object with images, annotations and categories, "
@@ -271,6 +272,8 @@ def fix_coco(json_path: str | Path, out_path: str | Path, report: ValidationRepo
     """
     path, out_path = Path(json_path), Path(out_path)
     doc, err = _load(path)
+    if isinstance(err, ParseLimitError):
+        raise err
     if err or not isinstance(doc, dict):
         raise DatasetFormatError(err or "not a COCO JSON object", path=str(path))
     anns = doc.get("annotations")

@@ -20,6 +20,7 @@ from ...core.errors import DatasetFormatError
 from ...core.fileio import atomic_write_text
 from ..dataset import check_file_name
 from ..formats.labelstudio import _ls_files, image_name
+from ..parsing import ParseLimitError, load_json
 from .common import (Collector, FixSummary, ValidationReport, check_box, check_image_file, clip_box, clip_points,
                      is_int, is_num)
 
@@ -144,7 +145,10 @@ def validate_labelstudio(path: str | Path, *, check_images: bool = True, decode:
     out = Collector(src)
     report = ValidationReport(str(src), "labelstudio")
     try:
-        doc = json.loads(src.read_bytes())
+        doc = load_json(src)
+    except ParseLimitError as err:
+        out.error(err.record, err.problem)
+        doc = None
     except OSError as err:
         out.error("file", f"cannot read: {err.strerror or err}")
         doc = None
@@ -211,7 +215,7 @@ def fix_labelstudio(json_path: str | Path, out_path: str | Path, report: Validat
     """Apply ``report``'s safe fixes to the Label Studio export at ``json_path``; write it
     atomically to ``out_path`` (may be ``json_path``)."""
     src, dst = Path(json_path), Path(out_path)
-    doc = json.loads(src.read_bytes())
+    doc = load_json(src)
     summary = FixSummary(str(dst))
     fixes = sorted(((p.target, p) for p in report.problems if p.fixable and isinstance(p.target, tuple)),
                    key=lambda tp: tp[0], reverse=True)  # back to front: removals keep earlier indices

@@ -19,6 +19,7 @@ import yaml
 from ...core.errors import DatasetFormatError, PixsightError
 from ...core.fileio import atomic_write_text
 from ..formats._common import image_size, list_images
+from ..parsing import ParseLimitError, load_yaml
 from .common import Collector, FixSummary, ValidationReport, check_box, check_image_file, clip_box, clip_points
 
 __all__ = ["validate_yolo", "fix_yolo", "yolo_yaml"]
@@ -191,9 +192,11 @@ def validate_yolo(path: str | Path, *, check_images: bool = True, decode: bool =
     out = Collector(yaml_file)
     report = ValidationReport(str(yaml_file), "yolo")
     try:
-        doc = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
+        doc = load_yaml(yaml_file)
     except FileNotFoundError:
         doc, err_msg = None, "file not found"
+    except ParseLimitError as err:
+        doc, err_msg = None, err.problem
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         doc, err_msg = None, f"cannot read YAML: {err}"
     else:
