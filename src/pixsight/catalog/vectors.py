@@ -1,7 +1,8 @@
 """Visual-similarity search over the catalog's stored image embeddings (FAISS).
 
 The index lives next to the catalog: ``<db file>.vectors/<model>.faiss`` plus a ``.json``
-sidecar (sha256 ids in index order, the last synced SQLite rowid, the dimension). Vectors are
+sidecar (sha256 ids in index order, the last synced SQLite rowid, the dimension); the folder is
+made 0700 and its files 0600 (user data). Vectors are
 L2-normalised float32, so inner product is cosine similarity. Up to ``EXACT_LIMIT`` vectors
 the index is exact (``IndexFlatIP``); above it, an HNSW graph (``IndexHNSWFlat``, inner
 product) answers in well under a millisecond-per-thousand.
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import CatalogError
-from ..core.fileio import atomic_writer
+from ..core.fileio import atomic_writer, create_private_file, make_private_dirs
 from .errors import UnknownImageError
 from .storage import Session, open_session
 from .storage import embeddings as _rows
@@ -223,16 +224,18 @@ class VectorIndex:
 
     def _save(self) -> None:
         faiss = _faiss()
-        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.index_path.parent)  # vectors are user data: 0700 / 0600
         tmp = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}.tmp")
         try:
+            tmp.unlink(missing_ok=True)
+            create_private_file(tmp)  # FAISS truncates and writes it, keeping the 0600
             faiss.write_index(self._index, str(tmp))
             os.replace(tmp, self.index_path)
         finally:
             tmp.unlink(missing_ok=True)
         meta = {"format": _FORMAT, "model": self.model, "dim": self.dim, "kind": self.kind,
                 "synced_rowid": self._synced_rowid, "synced_check": self._synced_check, "ids": self.ids}
-        with atomic_writer(self.meta_path, "w", encoding="utf-8") as fh:
+        with atomic_writer(self.meta_path, "w", encoding="utf-8", private=True) as fh:
             json.dump(meta, fh)
 
     # -- querying --------------------------------------------------------------------------

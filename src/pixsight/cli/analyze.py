@@ -14,7 +14,7 @@ from ..core.config import AnalyzeConfig
 from ..core.errors import ConfigError, PixsightError
 from ..core.image import LoadedImage, load_image
 from ..core.types import Analysis
-from .common import console_for, default_db, fail, usage_error
+from .common import console_for, default_db, fail, markup_safe, terminal_safe, usage_error
 
 __all__ = ["register", "run_analyze"]
 
@@ -77,7 +77,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
-        return usage_error(f"no such file or folder: {', '.join(missing)}")
+        return usage_error(f"no such file or folder: {', '.join(missing)}")  # usage_error escapes
     try:
         config = _config_from_args(args)
     except PixsightError as err:
@@ -103,7 +103,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         if not analyzer.tasks:
             return fail("no task can run: " + "; ".join(f"{t}: {r}" for t, r in analyzer.skipped_tasks.items()), code=2)
         for task, reason in analyzer.skipped_tasks.items():
-            err_console.print(f"[yellow]skipping {task}[/]: {reason}")
+            err_console.print(f"[yellow]skipping {markup_safe(task)}[/]: {markup_safe(reason)}")
 
         jsonl: IO[str] | None = None
         if jsonl_to_stdout:
@@ -131,9 +131,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                     analysis = name_faces(db_path, analysis)
                 except PixsightError as err:  # say it once; the analyses themselves are fine
                     naming_failed.append(str(err))
-                    from rich.markup import escape
-
-                    err_console.print(f"[yellow]faces not named[/]: {escape(str(err))}", highlight=False)
+                    err_console.print(f"[yellow]faces not named[/]: {markup_safe(err)}", highlight=False)
                 for person in names_in(analysis):
                     seen_people[person] = seen_people.get(person, 0) + 1
             if jsonl is not None:
@@ -158,25 +156,26 @@ def run_analyze(args: argparse.Namespace) -> int:
                 if report is not None:
                     report.add(analysis, pixels)
             except OSError as err:  # e.g. disk full: the analysis is stored; say so and go on
-                err_console.print(f"[red]cannot write picture for {analysis.path}[/]: {err}")
+                err_console.print(f"[red]cannot write picture for {markup_safe(analysis.path)}[/]: {markup_safe(err)}",
+                                  highlight=False)
 
         from .progress import progress_reporter
 
         with progress_reporter(err_console, total=len(files), enabled=not args.no_progress) as on_progress:
             summary = analyzer.run(files, catalog=catalog, on_result=on_result, on_progress=on_progress)
 
-    outputs = {"catalog": str(db_path)}
+    outputs = {"catalog": markup_safe(db_path)}
     if args.jsonl:
-        outputs["jsonl"] = "stdout" if jsonl_to_stdout else args.jsonl
+        outputs["jsonl"] = "stdout" if jsonl_to_stdout else markup_safe(args.jsonl)
     if args.annotate:
-        outputs["overlays"] = args.annotate
+        outputs["overlays"] = markup_safe(args.annotate)
     if args.report:
-        outputs["report"] = args.report
+        outputs["report"] = markup_safe(args.report)
     from .progress import print_summary
 
     print_summary(out_console, summary, outputs)
     if seen_people:
-        out_console.print("people: " + ", ".join(f"{name} ({n} image{'s' if n != 1 else ''})"
+        out_console.print("people: " + ", ".join(f"{terminal_safe(name)} ({n} image{'s' if n != 1 else ''})"
                                                  for name, n in sorted(seen_people.items())),
                           markup=False, highlight=False)
     return 1 if summary.failed else 0

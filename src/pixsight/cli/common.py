@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import IO, Any, Sequence
@@ -11,8 +13,49 @@ from typing import IO, Any, Sequence
 from rich.console import Console
 
 from ..core.config import pixsight_home
+from ..core.fileio import make_private_dirs
 
-__all__ = ["console_for", "default_db", "fail", "usage_error", "add_renamed_flag"]
+__all__ = ["console_for", "default_db", "fail", "usage_error", "add_renamed_flag", "terminal_safe", "markup_safe",
+           "TerminalSafeFormatter"]
+
+# C0, DEL, C1 (a terminal obeys them: colours, titles, cursor moves, clearing lines), lone
+# surrogates (file names that are not UTF-8) and the bidi overrides that reorder what is shown.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: object) -> str:
+    r"""``text`` with every control character written as a visible escape (SECURITY.md item 25).
+
+    Everything the CLI prints to a terminal that holds a name it did not choose (file names,
+    key and person names, error messages quoting them) goes through this; JSON output is
+    already escaped by ``json.dumps``.
+
+    >>> terminal_safe("a\x1b[31mred\x1b]0;pwned\x07.png")
+    'a\\x1b[31mred\\x1b]0;pwned\\x07.png'
+    >>> terminal_safe("line\r\nnext\x9b\u202e"), terminal_safe("ok ünïcödé.jpg")
+    ('line\\x0d\\x0anext\\x9b\\u202e', 'ok ünïcödé.jpg')
+    """
+    return _UNSAFE.sub(_visible, str(text))
+
+
+def markup_safe(text: object) -> str:
+    """:func:`terminal_safe` and escaped for rich markup (``[bold]`` in a name stays text)."""
+    from rich.markup import escape
+
+    return escape(terminal_safe(text))
+
+
+class TerminalSafeFormatter(logging.Formatter):
+    """A logging formatter whose messages (which may quote file names) are :func:`terminal_safe`;
+    tracebacks keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return terminal_safe(super().formatMessage(record))
 
 
 def console_for(stream: IO[str]) -> Console:
@@ -28,13 +71,13 @@ def default_db() -> Path:
     if env:
         return Path(env).expanduser()
     home = pixsight_home()
-    home.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(home)  # it holds the catalog: 0700 when pixsight makes it
     return home / "catalog.sqlite"
 
 
 def fail(message: str, *, code: int = 1) -> int:
     """Print ``error: message`` on stderr (never a traceback) and return ``code``."""
-    print(f"pixsight: error: {message}", file=sys.stderr)
+    print(f"pixsight: error: {terminal_safe(message)}", file=sys.stderr)
     return code
 
 
@@ -52,7 +95,7 @@ class _RenamedFlag(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        print(f"pixsight: note: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        print(f"pixsight: note: {terminal_safe(option_string)} is deprecated; use {self.new}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import PixsightError
-from .common import add_renamed_flag, default_db, fail, usage_error
+from .common import add_renamed_flag, default_db, fail, terminal_safe, usage_error
 
 __all__ = ["register"]
 
@@ -95,9 +95,9 @@ def run_enroll(args: argparse.Namespace) -> int:
                                   "faces": item.faces, "box": item.box, "note": item.note}))
             elif item.ok:
                 extra = f" ({item.note})" if item.note else ""
-                print(f"{item.path}: enrolled as {args.name}{extra}")
+                print(terminal_safe(f"{item.path}: enrolled as {args.name}{extra}"))
             else:
-                print(f"pixsight: {item.path}: not enrolled: {item.note}", file=sys.stderr)
+                print(terminal_safe(f"pixsight: {item.path}: not enrolled: {item.note}"), file=sys.stderr)
 
         results = enroll(db, args.name, args.images, on_image=show)
     except PixsightError as err:
@@ -117,7 +117,7 @@ def run_list(args: argparse.Namespace) -> int:
     except (PixsightError, FileNotFoundError) as err:
         return usage_error(str(err))
     for p in rows:
-        print(json.dumps({"name": p.name, "images": p.images}) if args.json else f"{p.name}\t{p.images}")
+        print(json.dumps({"name": p.name, "images": p.images}) if args.json else f"{terminal_safe(p.name)}\t{p.images}")
     if not rows and not args.json:
         print("no people enrolled", file=sys.stderr)
     return 0
@@ -130,7 +130,7 @@ def run_remove(args: argparse.Namespace) -> int:
         n = remove(_db(args, must_exist=True), args.name)
     except (PixsightError, FileNotFoundError) as err:
         return usage_error(str(err))
-    print(f"removed {args.name} ({n} images)")
+    print(terminal_safe(f"removed {args.name} ({n} images)"))
     return 0
 
 
@@ -155,18 +155,18 @@ def run_who(args: argparse.Namespace) -> int:
                 if faces is None:
                     failed += 1
                     why = (analysis.error or analysis.task_errors.get("faces") or {}).get("message", "?")
-                    print(f"pixsight: {path}: {why}", file=sys.stderr)
+                    print(terminal_safe(f"pixsight: {path}: {why}"), file=sys.stderr)
                     continue
                 names = recognise(db, faces, args.distance_threshold, model=analysis.models.get("faces"))
                 if not names and not args.json:
-                    print(f"{path}: no face found")
+                    print(f"{terminal_safe(path)}: no face found")
                 for i, (who, dist) in enumerate(names):
                     box = [round(float(v), 1) for v in faces.boxes[i]]
                     if args.json:
                         print(json.dumps({"path": path, "face_index": i, "box": box, "name": who,
                                           "distance": None if math.isinf(dist) else round(dist, 4)}))
                     else:
-                        print(f"{path}\tface {i}\t{box}\t{who or 'unknown'}\t{dist:.3f}")
+                        print(f"{terminal_safe(path)}\tface {i}\t{box}\t{terminal_safe(who or 'unknown')}\t{dist:.3f}")
     except (PixsightError, FileNotFoundError) as err:
         return usage_error(str(err))
     return 1 if failed else 0
@@ -185,7 +185,8 @@ def run_find(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"sha256": sha, "paths": paths, "distance": round(dist, 4)}))
         else:
-            print(f"{dist:.3f}\t{sha[:12]}\t{' '.join(paths) or '(no path)'}")
+            print(f"{dist:.3f}\t{sha[:12]}\t{terminal_safe(' '.join(paths)) or '(no path)'}")
     if not hits and not args.json:
-        print(f"no catalogued image of {args.name} (analyse images with the faces task first)", file=sys.stderr)
+        print(f"no catalogued image of {terminal_safe(args.name)} (analyse images with the faces task first)",
+              file=sys.stderr)
     return 0

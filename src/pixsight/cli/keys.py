@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import PixsightError
-from .common import console_for, default_db, fail, usage_error
+from .common import console_for, default_db, fail, markup_safe, terminal_safe, usage_error
 
 __all__ = ["register"]
 
@@ -54,7 +54,7 @@ def _create(args: argparse.Namespace) -> int:
     except PixsightError as err:
         return usage_error(str(err))
     print(token, flush=True)
-    print(f"created {info.role} key {info.id} ({info.name}); it is shown only this once: store it now",
+    print(f"created {info.role} key {info.id} ({terminal_safe(info.name)}); it is shown only this once: store it now",
           file=sys.stderr)
     return 0
 
@@ -75,12 +75,12 @@ def _list(args: argparse.Namespace) -> int:
     if not keys:
         console.print("no API keys (pixsight keys create --role admin)")
         return 0
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table("id", "name", "role", "created", "last used", "revoked", box=None)
-    for k in keys:
-        table.add_row(k.id, escape(k.name), k.role, _when(k.created), _when(k.last_used), _when(k.revoked))
+    for k in keys:  # names made before control characters were refused may still hold some
+        table.add_row(markup_safe(k.id), markup_safe(k.name), k.role, _when(k.created), _when(k.last_used),
+                      _when(k.revoked))
     console.print(table)
     return 0
 
@@ -91,6 +91,6 @@ def _revoke(args: argparse.Namespace) -> int:
     except PixsightError as err:
         return fail(str(err), code=2)
     if not revoked:
-        return fail(f"no live key with id {args.id!r} (pixsight keys list)")
-    print(f"revoked key {args.id}")
+        return fail(f"no live key with id {args.id!r} (pixsight keys list)")  # fail() escapes
+    print(f"revoked key {terminal_safe(args.id)}")
     return 0

@@ -20,8 +20,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse with 'error: ...' on stderr and exit code 2 (its default), kept explicit."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from .common import terminal_safe
+
         self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {terminal_safe(message)}", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -58,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from .common import TerminalSafeFormatter
+
+    handler = logging.StreamHandler(sys.stderr)  # log messages quote file names: no raw control characters
+    handler.setFormatter(TerminalSafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

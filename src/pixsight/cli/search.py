@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..core.errors import PixsightError
 from ..core.fileio import printable_path
-from .common import console_for, default_db, usage_error
+from .common import console_for, default_db, markup_safe, usage_error
 
 __all__ = ["register"]
 
@@ -141,6 +141,4 @@ def _table(hits) -> None:
 
 
 def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    return markup_safe(text)

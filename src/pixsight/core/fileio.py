@@ -16,20 +16,76 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "sha256_file", "printable_path", "printable"]
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "sha256_file", "printable_path", "printable",
+           "make_private_dirs", "create_private_file", "PRIVATE_FILE_MODE", "PRIVATE_DIR_MODE"]
+
+#: Modes of what pixsight creates to hold user data (catalogs, uploads, vector indexes), whatever the
+#: umask (SECURITY.md item 24).
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private_dirs(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p path`` where every folder it creates is 0700; existing folders keep their mode.
+
+    >>> import tempfile, os, stat
+    >>> d = make_private_dirs(os.path.join(tempfile.mkdtemp(), "a", "b"))
+    >>> oct(stat.S_IMODE(d.stat().st_mode)), oct(stat.S_IMODE(d.parent.stat().st_mode))
+    ('0o700', '0o700')
+    """
+    target = Path(path)
+    missing: list[Path] = []
+    for p in (target, *target.parents):
+        if p.is_dir():
+            break
+        missing.append(p)
+    for p in reversed(missing):
+        try:
+            p.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:  # made meanwhile by another process: not ours to change
+            if not p.is_dir():
+                raise
+            continue
+        os.chmod(p, PRIVATE_DIR_MODE)  # mkdir's mode is masked by the umask
+    return target
+
+
+def create_private_file(path: str | os.PathLike[str]) -> bool:
+    """Create ``path`` empty and 0600 unless it exists (then leave it as it is); True when created.
+
+    >>> import tempfile, os, stat
+    >>> p = os.path.join(tempfile.mkdtemp(), "c.sqlite")
+    >>> create_private_file(p), oct(stat.S_IMODE(os.stat(p).st_mode)), create_private_file(p)
+    (True, '0o600', False)
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # the umask may have taken bits away (say 0o277)
+    finally:
+        os.close(fd)
+    return True
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", **kwargs) -> Iterator[IO]:
+def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", *, private: bool = False, **kwargs) -> Iterator[IO]:
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
 
-    On an exception the temp file is removed and ``path`` is left untouched.
+    On an exception the temp file is removed and ``path`` is left untouched. ``private``: the
+    file is 0600 and the folders created for it 0700 (user data); else the file gets the usual
+    ``0666 & ~umask``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if private:
+        make_private_dirs(target.parent)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        # mkstemp makes 0600: kept for private files, else the normal permissions
+        os.chmod(tmp, PRIVATE_FILE_MODE if private else 0o666 & ~_umask())
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
@@ -42,13 +98,22 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", **kwargs) -> I
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without changing it where Linux shows it (setting it to 0 for a
+    moment would let another thread create a world-writable file)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # the fallback: momentarily strict, never permissive
     os.umask(mask)
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_writer(path, "wb") as fh:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, private: bool = False) -> None:
+    with atomic_writer(path, "wb", private=private) as fh:
         fh.write(data)
 
 

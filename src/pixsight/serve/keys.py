@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import time
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,13 @@ class KeyStore:
         """A new key; returns its info and the plaintext key (shown once, never stored).
 
         Raises:
-            ConfigError: unknown role.
+            ConfigError: unknown role; a name with control characters (NUL, ESC, CR/LF, DEL, C1:
+                they would reach a terminal through ``pixsight keys list``).
         """
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+        if any(unicodedata.category(ch) == "Cc" for ch in name or ""):
+            raise ConfigError(f"key name {name!r} holds control characters; use printable text")
         name = (name or role).strip()[:200]
         with self._connect() as con:
             for _ in range(10):

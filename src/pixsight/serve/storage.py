@@ -4,7 +4,8 @@
 The name the client sent is only a label: it is reduced to its last path component, stripped
 of control and shell-special characters and capped, and the extension always follows the
 sniffed format, so nothing a client sends can choose where the file lands or what it is
-served as. The same content uploaded under another name is hard-linked, not copied.
+served as. The same content uploaded under another name is hard-linked, not copied. The
+folders pixsight makes here are 0700 and the files 0600, whatever the umask.
 
 >>> import tempfile, pathlib
 >>> root = pathlib.Path(tempfile.mkdtemp())
@@ -21,7 +22,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from ..core.fileio import atomic_write_bytes
+from ..core.fileio import atomic_write_bytes, make_private_dirs
 
 __all__ = ["safe_upload_name", "store_upload", "upload_path"]
 
@@ -76,5 +77,6 @@ def store_upload(root: str | os.PathLike[str], data: bytes, fmt: str, *, sha256:
                 return path
             except OSError:
                 break
-    atomic_write_bytes(path, data)
+    make_private_dirs(path.parent)  # uploads are user data: folders 0700, files 0600 (SECURITY.md item 24)
+    atomic_write_bytes(path, data, private=True)
     return path

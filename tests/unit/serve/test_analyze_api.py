@@ -84,6 +84,38 @@ def test_upload_is_stored_in_the_catalog(served, images):
     assert tasks == {"classify", "embed"} and embedded == 1
 
 
+def test_uploads_and_catalog_are_private_whatever_the_umask(tmp_path, analyzer, images):
+    """SECURITY.md item 24: originals (with their EXIF) are 0600 in folders 0700 under umask 022."""
+    import os
+    import stat
+
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+
+    old = os.umask(0o022)
+    try:
+        app, keys = make_app(tmp_path / "srv", analyzer=analyzer)
+        with TestClient(app) as client:
+            for name in ("coffee.png", "again.png"):  # the second name is a hard link to the first file
+                r = client.post("/v1/analyze", files={"file": (name, images["coffee.png"])},
+                                headers=auth(keys["viewer"]))
+                assert r.status_code == 200, r.text
+            sha = r.json()["sha256"]
+            settings = app.state.px.settings
+            root = settings.uploads_dir
+            kept = [root / sha[:2] / sha / n for n in ("coffee.png", "again.png")]
+            assert all(p.read_bytes() == images["coffee.png"] for p in kept)
+            assert [mode(p) for p in kept] == [0o600, 0o600]
+            assert [mode(p) for p in (root, root / sha[:2], root / sha[:2] / sha, tmp_path / "srv")] == [0o700] * 4
+            assert mode(settings.db) == 0o600
+            side = [p for p in (settings.db.with_name(settings.db.name + "-wal"),
+                                settings.db.with_name(settings.db.name + "-shm")) if p.exists()]
+            assert all(mode(p) == 0o600 for p in side), side
+            assert not [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+    finally:
+        os.umask(old)
+
+
 def test_batch_keeps_input_order(served, images):
     app, client, keys = served
     names = ["camera.png", "cat.jpg", "astronaut.jpg", "coffee.png"]

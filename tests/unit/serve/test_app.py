@@ -82,6 +82,21 @@ def test_key_routes(tmp_path):
         assert client.delete(f"/v1/keys/{created['id']}", headers=h).json() == {"revoked": created["id"]}
 
 
+def test_key_names_with_control_characters_are_400(tmp_path):
+    """SECURITY.md item 25: a name that would reach a terminal (``pixsight keys list``) raw."""
+    app, keys = make_app(tmp_path)
+    with TestClient(app) as client:
+        h = auth(keys["admin"])
+        before = client.get("/v1/keys", headers=h).json()["keys"]
+        for name in ("bob\x00", "bob\x1b[31m", "bob\x1b]0;pwned\x07", "bob\r\nadmin", "bob\x9b"):
+            r = client.post("/v1/keys", json={"role": "viewer", "name": name}, headers=h)
+            assert r.status_code == 400, (name, r.text)
+            assert "control characters" in r.json()["error"]["message"], r.text
+        assert client.get("/v1/keys", headers=h).json()["keys"] == before      # nothing was created
+        r = client.post("/v1/keys", json={"role": "viewer", "name": "Zoë's laptop"}, headers=h)
+        assert r.status_code == 201 and r.json()["name"] == "Zoë's laptop"
+
+
 def test_openapi_needs_a_key(tmp_path):
     app, keys = make_app(tmp_path)
     with TestClient(app) as client:

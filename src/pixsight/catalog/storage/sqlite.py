@@ -2,8 +2,9 @@
 
 Connections (all with a 30 s busy timeout and autocommit, so transactions are explicit):
 
-- ``create``: makes the folder and the file, WAL journal, ``synchronous=NORMAL``, foreign
-  keys on, then migrates (the analyzer's writer, the gallery, API keys);
+- ``create``: makes the folder (0700 when new) and the file (0600 when new; SQLite gives its
+  -wal/-shm the same mode), WAL journal, ``synchronous=NORMAL``, foreign keys on, then
+  migrates (the analyzer's writer, the gallery, API keys);
 - ``existing``: the file must exist and hold a catalog (``results``/``analyses``); migrated
   (search, the review queue);
 - ``readonly``: a ``file:`` URI with ``mode=ro`` and every special character of the path
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ...core.errors import CatalogError
+from ...core.fileio import create_private_file, make_private_dirs
 from .backend import Mode, Session
 from .schema import migrate
 from .sqlite_schema import MIGRATIONS
@@ -109,7 +111,10 @@ class SQLiteBackend:
         if mode == "existing" and not path.is_file():
             raise CatalogError(f"no catalog at {path}; run `pixsight analyze` first or pass --db", path=str(path))
         if mode == "create":
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # user data (SECURITY.md item 24): a new catalog is 0600 in folders made 0700; SQLite
+            # gives its -wal and -shm the mode of the database file
+            make_private_dirs(path.parent)
+            create_private_file(path)
         con = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
         try:
             session = Session(con, self, str(path))
