@@ -121,7 +121,9 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[tuple[str, Memb
         if kind_bits not in (0, stat.S_IFREG, stat.S_IFDIR):
             kind = "a symlink" if kind_bits == stat.S_IFLNK else "a special file"
             raise _refuse(archive, info.filename, f"{kind}; only files and folders are allowed")
-        yield info.filename, Member("", info.is_dir(), info.file_size, info.compress_size)
+        # zipfile cuts a name at its first NUL ("a.png\0.sh" -> "a.png"); the name as stored is
+        # orig_filename, which _clean_name refuses when it holds a NUL
+        yield info.orig_filename, Member("", info.is_dir(), info.file_size, info.compress_size)
 
 
 def _tar_members(archive: Path, tf: tarfile.TarFile) -> Iterator[tuple[str, Member]]:

@@ -86,6 +86,16 @@ def test_malicious_zip_is_refused_naming_the_member(tmp_path: Path, members: lis
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.zip"]  # no temp folder left behind
 
 
+def test_zip_member_with_a_nul_in_its_name_is_refused_not_truncated(tmp_path: Path) -> None:
+    """zipfile would read 'evil\\0.sh' as 'evil' (it cuts at the NUL); the member is refused instead."""
+    archive = _zip(tmp_path / "evil.zip", [("evilX.sh", b"x")])
+    archive.write_bytes(archive.read_bytes().replace(b"evilX.sh", b"evil\x00.sh"))  # local header and directory
+    with pytest.raises(UnsafeArchiveError) as err:
+        extract_archive(archive, tmp_path / "out")
+    assert "NUL byte in the name" in err.value.message and "evil\\x00.sh" in err.value.message
+    assert not (tmp_path / "out").exists()
+
+
 TAR_CASES = [
     (_special(tarfile.SYMTYPE, "img.png", "/etc/passwd"), "member 'img.png': a symlink (to '/etc/passwd')"),
     (_special(tarfile.LNKTYPE, "img.png", "/etc/passwd"), "member 'img.png': a hard link (to '/etc/passwd')"),
