@@ -68,10 +68,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow browser calls from this origin (repeatable; default none)")
     p.add_argument("--allow-fetch", action="append", default=[], metavar="HOST",
                    help="allow POST /v1/analyze url=... from this host (repeatable; default none)")
+    p.add_argument("--max-header-kb", type=_positive(int), default=64, metavar="KIB",
+                   help="request line + headers cap in KiB; larger heads get 431 (default 64)")
+    p.add_argument("--max-request-line-kb", type=_positive(int), default=8, metavar="KIB",
+                   help="request target (URL) cap in KiB; longer ones get 414 (default 8)")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S",
                    help="seconds to finish in-flight work after SIGTERM (default 10)")
     p.add_argument("--drift-interval", type=float, default=60.0, metavar="S",
                    help="recompute live drift at most this often (default 60 s)")
+    p.add_argument("--decode-budget-mp", type=_positive(float), default=None, metavar="MP",
+                   help="megapixels all image decodes may hold at once; more wait, then get 503 "
+                        "(default: twice the 80 MP image limit)")
     p.set_defaults(func=run_serve)
 
 
@@ -95,6 +102,8 @@ def run_serve(args: argparse.Namespace) -> int:
             rate_limit_per_min=args.rate_limit, rate_limit_burst=args.rate_burst,
             cors_origins=tuple(args.cors_origin), fetch_allow=tuple(args.allow_fetch),
             drain_timeout_s=args.drain_timeout, drift_interval_s=args.drift_interval,
+            max_header_bytes=args.max_header_kb * 1024, max_request_line_bytes=args.max_request_line_kb * 1024,
+            decode_budget_mp=args.decode_budget_mp,
         )
     except ConfigError as err:
         return usage_error(str(err))
@@ -104,8 +113,8 @@ def run_serve(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     def show_start() -> None:
-        print(f"pixsight: starting on http://{settings.host}:{settings.port} over {settings.db} "
-              "(Ctrl-C or SIGTERM to stop)", file=sys.stderr, flush=True)
+        print(f"pixsight: starting on http://{settings.host}:{settings.port} over {settings.db}, "
+              f"decode budget {settings.decode_budget_pixels / 1e6:g} MP (Ctrl-C or SIGTERM to stop)", file=sys.stderr, flush=True)
 
     try:
         run_server(settings, on_new_key=show_key, on_starting=show_start)

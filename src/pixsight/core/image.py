@@ -21,21 +21,29 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from struct import error as struct_error
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageDecodeError, ImageTooLargeError, UnsupportedFormatError
+from .errors import ImageDecodeError, ImageTooLargeError, PixsightError, UnsupportedFormatError
 
 __all__ = [
     "ALLOWED_FORMATS",
+    "DecodeBusyError",
     "IMAGE_EXTENSIONS",
     "ImageLimits",
     "LoadedImage",
+    "PixelBudget",
+    "clean_as_stored",
     "encode_clean",
+    "header_pixels",
     "load_image",
     "read_image_bytes",
     "sniff_refused_format",
@@ -289,3 +297,145 @@ def encode_clean(image: LoadedImage, *, fmt: str | None = None, quality: int = 9
         return buf.getvalue(), "image/jpeg"
     pil.save(buf, "PNG", optimize=False)
     return buf.getvalue(), "image/png"
+
+
+
+# -- decode memory budget ---------------------------------------------------------------------
+class DecodeBusyError(PixsightError):
+    """Every pixel of the decode budget stayed in use for the whole wait; retry shortly."""
+
+
+class PixelBudget:
+    """One memory budget for concurrent decodes, counted in pixels (width x height).
+
+    Every decode acquires the image's pixel count (read from the header, before decoding)
+    and releases it when its pixels are no longer needed, so the pixels being decoded at
+    once never exceed ``total``. A request that finds the budget spent waits at most
+    ``timeout`` seconds, then gets :class:`DecodeBusyError`; an image larger than the whole
+    budget gets :class:`ImageTooLargeError` at once. ``high_water`` is the most pixels ever
+    held at the same time.
+
+    >>> budget = PixelBudget(100)
+    >>> with budget.acquire(60):
+    ...     budget.in_use
+    60
+    >>> budget.in_use, budget.high_water
+    (0, 60)
+    """
+
+    def __init__(self, total: int) -> None:
+        if total <= 0:
+            raise ValueError(f"PixelBudget: total must be positive, got {total}")
+        self.total = int(total)
+        self.in_use = 0
+        self.high_water = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def acquire(self, pixels: int, timeout: float = 5.0, *, name: str = "") -> Iterator[None]:
+        pixels = max(0, int(pixels))
+        if pixels > self.total:
+            raise ImageTooLargeError(
+                f"image is {pixels} pixels, more than the server's whole decode budget of {self.total} pixels",
+                path=name, limit=self.total, actual=pixels)
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while self.in_use + pixels > self.total:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DecodeBusyError(
+                        f"the server is decoding other images ({self.in_use} of {self.total} pixels in use); "
+                        "retry shortly", path=name)
+                self._cond.wait(left)
+            self.in_use += pixels
+            self.high_water = max(self.high_water, self.in_use)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_use -= pixels
+                self._cond.notify_all()
+
+
+def header_pixels(data: bytes) -> int:
+    """The pixel count (width x height) an image's header declares, without decoding any
+    pixel; 0 when the header cannot be read (the decoder then refuses the file itself).
+
+    >>> buf = io.BytesIO(); Image.new("L", (30, 20)).save(buf, "PNG")
+    >>> header_pixels(buf.getvalue()), header_pixels(b"nope")
+    (600, 0)
+    """
+    if not data or sniff_refused_format(data[:64]):
+        return 0
+    try:
+        with Image.open(io.BytesIO(data), formats=_OPEN_FORMATS) as img:
+            w, h = img.size
+    except Exception:  # noqa: BLE001 - an unreadable header is load_image's error to report
+        return 0
+    return max(0, w) * max(0, h)
+
+
+# PNG chunks that carry pixels or rendering hints, never text, EXIF, XMP, ICC or times.
+_PNG_CLEAN_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"pHYs",
+                               b"sBIT", b"bKGD"})
+# JPEG markers before the first scan that carry no metadata: SOFn, DHT, DQT, DRI, DNL, DAC.
+_JPEG_CLEAN_MARKERS = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0),
+                                 0xC4, 0xDB, 0xDD, 0xDC, 0xCC})
+
+
+def _png_clean(data: bytes) -> bool:
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind not in _PNG_CLEAN_CHUNKS:
+            return False
+        pos += 12 + length
+        if kind == b"IEND":
+            return pos == len(data)
+    return False
+
+
+def _jpeg_clean(data: bytes) -> bool:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        segment = data[pos + 4:pos + 2 + length]
+        if marker == 0xDA:  # start of scan: entropy-coded data, where FF D9 only ever means EOI
+            end = data.find(b"\xff\xd9", pos + 2 + length)
+            return end != -1 and end + 2 == len(data)
+        if marker == 0xE0 and segment.startswith(b"JFIF\0"):
+            pass
+        elif marker == 0xEE and segment.startswith(b"Adobe"):
+            pass
+        elif marker not in _JPEG_CLEAN_MARKERS:
+            return False  # APPn (EXIF, XMP, ICC, IPTC, MPF...), COM, or anything unexpected
+        pos += 2 + length
+    return False
+
+
+def clean_as_stored(data: bytes) -> str | None:
+    """The MIME type of ``data`` when it can be served as it is: a PNG or JPEG that holds
+    nothing but pixels and rendering hints (no EXIF and so no orientation to apply, no XMP,
+    ICC profile, comments, text chunks or trailing bytes). ``None``: it must be re-encoded.
+    Only the container's structure is read; no pixel is decoded.
+
+    >>> buf = io.BytesIO(); Image.new("RGB", (8, 8)).save(buf, "PNG")
+    >>> clean_as_stored(buf.getvalue())
+    'image/png'
+    >>> exif = Image.Exif(); exif[0x0112] = 6  # orientation: rotate
+    >>> buf = io.BytesIO(); Image.new("RGB", (8, 8)).save(buf, "PNG", exif=exif)
+    >>> clean_as_stored(buf.getvalue()) is None
+    True
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png" if _png_clean(data) else None
+    if data.startswith(b"\xff\xd8"):
+        return "image/jpeg" if _jpeg_clean(data) else None
+    return None

@@ -26,6 +26,7 @@ from ..core.fileio import printable
 from ..core.image import LoadedImage, load_image
 from ..core.types import Analysis
 from .auth import ApiError, Principal, require
+from .decoding import decode_slot
 from .security import fetch_url, host_allowed
 
 __all__ = ["router", "error_analysis"]
@@ -120,18 +121,29 @@ def _tasks_of(data: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys([*data.get("models", {}), *data.get("task_errors", {})]))
 
 
-def _decode(data: bytes, name: str, analyzer: Any) -> tuple[LoadedImage, float]:
+def _decode(data: bytes, name: str, px: Any) -> tuple[LoadedImage, float]:
+    """Decode within the server's pixel budget (503 when it stays spent, 413 when the image
+    alone is larger than it); the full-size pixels are freed before the budget is released."""
+    analyzer = px.analyzer
     t0 = time.perf_counter()
-    image = load_image(data, max_side=analyzer.decode_side, limits=analyzer.config.limits, name=name)
+    with decode_slot(px, data, limits=analyzer.config.limits, name=name):
+        image = load_image(data, max_side=analyzer.decode_side, limits=analyzer.config.limits, name=name)
     return image, (time.perf_counter() - t0) * 1000
 
 
-async def _analyze(px: Any, data: bytes, name: str, *, strict: bool) -> Analysis:
-    """Decode and analyse one upload. ``strict``: too big → 413, refused format → 415
-    (single uploads); else those become error analyses too (batch items)."""
-    batcher = _batcher(px)
+async def _decode_item(px: Any, data: bytes, name: str, *, strict: bool) -> tuple[LoadedImage, float] | Analysis:
+    """Decode one upload: the image, or the error analysis of a bad one. ``strict``: too big
+    → 413, refused format → 415, decode budget spent → 503 (single uploads); else those
+    become error analyses too (batch items)."""
     try:
-        image, decode_ms = await run_in_threadpool(_decode, data, name, px.analyzer)
+        return await run_in_threadpool(_decode, data, name, px)
+    except ApiError as err:  # the decode budget stayed spent
+        if strict:
+            raise
+        analysis = Analysis(path=name, status="error", error={"type": err.error_type, "message": err.message})
+        if px.metrics is not None:
+            px.metrics.observe_analysis(analysis)
+        return analysis
     except Exception as err:  # noqa: BLE001 - a bad image is a result, not a crash
         if isinstance(err, UnsupportedFormatError):
             _count(px, "unsupported")
@@ -145,6 +157,19 @@ async def _analyze(px: Any, data: bytes, name: str, *, strict: bool) -> Analysis
         if px.metrics is not None:
             px.metrics.observe_analysis(analysis)
         return analysis
+
+
+async def _analyze(px: Any, data: bytes, name: str, *, strict: bool) -> Analysis:
+    """Decode and analyse one upload (see :func:`_decode_item` for ``strict``)."""
+    batcher = _batcher(px)
+    decoded = await _decode_item(px, data, name, strict=strict)
+    if isinstance(decoded, Analysis):
+        return decoded
+    return await _submit(px, batcher, decoded, data, name)
+
+
+async def _submit(px: Any, batcher: Any, decoded: tuple[LoadedImage, float], data: bytes, name: str) -> Analysis:
+    image, decode_ms = decoded
     analysis = await batcher.submit(image, name=name, data=data, decode_ms=decode_ms)
     if analysis.status != "ok" or "faces" not in analysis.results:
         return analysis  # nothing to name: no thread hop
@@ -232,12 +257,25 @@ async def analyze_batch(request: Request, principal: Principal = Depends(require
         _count(px, "queue_full")
         raise ApiError(429, "Overloaded", f"the analysis queue has room for {max(free, 0)} images, "
                        f"not {len(items)}; retry shortly", headers={"Retry-After": "1"})
-    outcomes = await asyncio.gather(*(_analyze(px, data, name, strict=False) for data, name in items),
+    # decode one image at a time (each within the pixel budget, released before the next), and
+    # let the decoded (reduced) images queue for analysis together so they still batch
+    pending: list[Any] = []
+    for data, name in items:
+        decoded = await _decode_item(px, data, name, strict=False)
+        if isinstance(decoded, Analysis):
+            pending.append(decoded)
+        else:
+            pending.append(asyncio.ensure_future(_submit(px, batcher, decoded, data, name)))
+    outcomes = await asyncio.gather(*(p if isinstance(p, asyncio.Future) else _done(p) for p in pending),
                                     return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
     return JSONResponse({"results": [_answer(a, tasks) for a in outcomes]})  # type: ignore[arg-type]
+
+
+async def _done(value: Any) -> Any:
+    return value
 
 
 _SIMILAR_BODY = {
@@ -271,7 +309,7 @@ async def similar_to_upload(request: Request, k: int = 12,
     finally:
         await form.close()
     # a refused format (415) or too big an image (413) is answered by the app's error table
-    image, decode_ms = await run_in_threadpool(_decode, data, name, px.analyzer)
+    image, decode_ms = await run_in_threadpool(_decode, data, name, px)
     analysis = await batcher.submit(image, name=name, decode_ms=decode_ms, store=False)
     if analysis.status != "ok" or "embed" not in analysis.results:
         error = analysis.error or analysis.task_errors.get("embed") or {"type": "PixsightError",

@@ -7,8 +7,10 @@ is ``Catalog.load_analysis`` + :func:`pixsight.faces.naming.name_faces`, similar
 ``pixsight models list --json``.
 
 Image bytes are served only from paths the catalog recorded for that sha256, and only when
-the file still has that content; they are decoded by the safe loader and re-encoded
-(EXIF-oriented, no metadata) before they leave (SECURITY.md item 14).
+the file still has that content; they leave as stored only when they hold no metadata and
+need no rotation, else decoded by the safe loader and re-encoded (EXIF-oriented, no
+metadata) once, into a private cache file (SECURITY.md item 14). Decodes hold the server's
+pixel budget (``serve.decoding``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..core.errors import ImageDecodeError
+from ..core.errors import ImageDecodeError, ImageTooLargeError
 from ..core.fileio import printable, printable_path
 from ..catalog.files import catalog_image
 from ..catalog.stats import catalog_stats
@@ -267,22 +269,49 @@ def _thumbs(request: Request) -> _ThumbCache:
 
 
 def _encoded(request: Request, sha: str, *, max_side: int | None) -> tuple[bytes, str]:
-    from ..core.image import load_image
+    """The image's bytes without metadata: full size (``max_side`` None) or a JPEG thumbnail.
+
+    Full size: the stored bytes themselves when they hold no metadata and need no rotation
+    (:func:`~pixsight.core.image.clean_as_stored`), else a copy re-encoded once and kept in a
+    private cache file in the upload folder. Every decode holds the server's pixel budget.
+    """
+    from ..core.image import clean_as_stored, load_image
+    from .decoding import decode_slot
+    from .storage import clean_copy_path, read_clean_copy, write_clean_copy
 
     db = _db(request)
     if not _known(db, sha):
         raise _not_found(sha)
+    px = request.app.state.px
+    if max_side is None:
+        cached = read_clean_copy(px.settings.uploads_dir, sha)
+        if cached is not None:
+            return cached
     found = catalog_image(db, sha)
     if found is None:
         raise ApiError(404, "NotFound", f"image {sha} is catalogued but its file is gone or has changed")
     _, data = found
+    if max_side is None:
+        mime = clean_as_stored(data)
+        if mime is not None:
+            return data, mime
     try:
-        image = load_image(data, max_side=max_side, name=sha)
+        with decode_slot(px, data, name=sha):
+            image = load_image(data, max_side=max_side, name=sha)
+            if max_side is not None:
+                return encode_clean(image, fmt="JPEG", quality=85, max_side=max_side)
+            body, mime = encode_clean(image)
+            del image
+    except ImageTooLargeError:
+        raise  # larger than the whole decode budget: 413 with the reason
     except ImageDecodeError as err:
         raise ApiError(404, "NotFound", f"image {sha} cannot be decoded any more: {printable(err.message)}") from None
-    if max_side is None:
-        return encode_clean(image)
-    return encode_clean(image, fmt="JPEG", quality=85, max_side=max_side)
+    try:
+        write_clean_copy(px.settings.uploads_dir, sha, body, mime)
+    except OSError as err:  # a read-only upload folder only costs the cache
+        log.warning("cannot cache the clean copy of %s at %s: %s", sha[:12],
+                    printable_path(clean_copy_path(px.settings.uploads_dir, sha, mime)), err)
+    return body, mime
 
 
 def _image_response(request: Request, body: bytes, mime: str, etag: str) -> Response:

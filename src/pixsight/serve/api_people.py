@@ -69,9 +69,12 @@ class _BatcherAnalyzer:
         from ..core.image import load_image
         from ..core.types import Analysis
 
+        from .decoding import decode_slot
+
         analyzer = self.px.analyzer
         try:
-            image = load_image(data, max_side=analyzer.decode_side, limits=analyzer.config.limits, name=name)
+            with decode_slot(self.px, data, limits=analyzer.config.limits, name=name):
+                image = load_image(data, max_side=analyzer.decode_side, limits=analyzer.config.limits, name=name)
         except PixsightError as err:
             return Analysis(path=name, status="error", error=err.to_dict())
         return anyio.from_thread.run(functools.partial(self.px.batcher.submit, image, name=name, data=data))
@@ -82,6 +85,7 @@ def enroll_person(request: Request, name: str, files: list[UploadFile] = File(..
                   principal: Principal = admin) -> EnrollResult:
     from ..core.image import load_image
     from ..faces.gallery import enroll
+    from .decoding import decode_slot
     from .storage import store_upload
 
     px = request.app.state.px
@@ -97,12 +101,15 @@ def enroll_person(request: Request, name: str, files: list[UploadFile] = File(..
         label = printable(upload.filename or "<upload>")
         data = upload.file.read()
         try:
-            image = load_image(data, limits=px.analyzer.config.limits, name=label)
+            with decode_slot(px, data, limits=px.analyzer.config.limits, name=label):
+                image = load_image(data, limits=px.analyzer.config.limits, name=label)
+                fmt, sha = image.format, image.sha256
+                del image  # only the format and hash are kept: free the pixels before the budget
         except PixsightError as err:
             rows.append(EnrolledRow(file=label, sha256=None, ok=False, faces=0, box=None,
                                     note=printable(err.message)))
             continue
-        path = store_upload(px.settings.uploads_dir, data, image.format, sha256=image.sha256, name=label)
+        path = store_upload(px.settings.uploads_dir, data, fmt, sha256=sha, name=label)
         stored.append((label, str(path)))
     if stored:
         by_path = dict((p, f) for f, p in stored)

@@ -65,6 +65,7 @@ class AppState:
     analyzer: Any = None  # the Analyzer the batcher runs
     load_error: str | None = None  # why the models failed to load, if they did
     tasks: tuple[str, ...] = ()  # the tasks the loaded analyzer runs
+    budget: Any = None  # core.image.PixelBudget that every decode holds (serve.decoding)
 
     def set_ready(self, ready: bool) -> None:
         self.ready = ready
@@ -292,6 +293,9 @@ def create_app(settings: ServeSettings, *, analyzer: Any = None) -> FastAPI:
                   sessions=SessionStore(hours=settings.session_hours),
                   limiter=RateLimiter(per_min=settings.rate_limit_per_min, burst=settings.rate_limit_burst))
     app.state.px = px
+    from .decoding import decode_budget
+
+    log.info("decode budget: %.1f MP at once", decode_budget(px).total / 1e6)
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)

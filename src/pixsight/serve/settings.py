@@ -49,6 +49,13 @@ class ServeSettings:
     drift_interval_s: float = 60.0
     session_hours: float = 12.0
     fetch_timeout_s: float = 10.0
+    fetch_deadline_s: float = 30.0  # whole download, beside the per-read fetch_timeout_s
+    max_request_line_bytes: int = 8 * 1024  # request target (URL); past it: 414, connection closed
+    max_header_bytes: int = 64 * 1024  # request line + headers; past it: 431, connection closed
+    #: pixels (megapixels) all decodes in the server may hold at once; None: 2 x the image pixel limit
+    decode_budget_mp: float | None = None
+    #: how long a decode waits for budget before the request gets 503 + Retry-After
+    decode_wait_s: float = 5.0
 
     def __post_init__(self) -> None:
         self.db = Path(self.db)
@@ -71,11 +78,16 @@ class ServeSettings:
             "queue_size": (self.queue_size, 1, None),
             "max_batch_files": (self.max_batch_files, 1, None),
             "rate_limit_burst": (self.rate_limit_burst, 1, None),
+            "max_request_line_bytes": (self.max_request_line_bytes, 64, None),
+            "max_header_bytes": (self.max_header_bytes, 256, None),
         }
         for name, (value, low, high) in checks.items():
             if value < low or (high is not None and value > high):
                 raise ConfigError(f"serve setting {name}={value} is out of range")
-        for name in ("batch_wait_ms", "drain_timeout_s", "drift_interval_s", "session_hours", "fetch_timeout_s"):
+        if self.decode_budget_mp is not None and not self.decode_budget_mp > 0:
+            raise ConfigError(f"serve setting decode_budget_mp must be > 0, got {self.decode_budget_mp}")
+        for name in ("batch_wait_ms", "drain_timeout_s", "drift_interval_s", "session_hours", "fetch_timeout_s",
+                     "decode_wait_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"serve setting {name} must be >= 0, got {getattr(self, name)}")
         if self.rate_limit_per_min <= 0:
@@ -83,6 +95,15 @@ class ServeSettings:
 
     def replace(self, **changes: Any) -> ServeSettings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def decode_budget_pixels(self) -> int:
+        """The decode budget in pixels (default: twice the default image pixel limit)."""
+        from ..core.image import ImageLimits
+
+        if self.decode_budget_mp is None:
+            return 2 * ImageLimits().max_pixels
+        return max(1, int(self.decode_budget_mp * 1_000_000))
 
     @property
     def uploads_dir(self) -> Path:

@@ -24,7 +24,10 @@ from pathlib import Path
 
 from ..core.fileio import atomic_write_bytes, make_private_dirs
 
-__all__ = ["safe_upload_name", "store_upload", "upload_path"]
+_CLEAN_MIMES = {"image/png": "png", "image/jpeg": "jpg"}
+
+__all__ = ["clean_copy_path", "read_clean_copy", "safe_upload_name", "store_upload", "upload_path",
+           "write_clean_copy"]
 
 _EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif",
         "PPM": "ppm"}
@@ -78,5 +81,33 @@ def store_upload(root: str | os.PathLike[str], data: bytes, fmt: str, *, sha256:
             except OSError:
                 break
     make_private_dirs(path.parent)  # uploads are user data: folders 0700, files 0600 (SECURITY.md item 24)
+    atomic_write_bytes(path, data, private=True)
+    return path
+
+
+def clean_copy_path(root: str | os.PathLike[str], sha256: str, mime: str) -> Path:
+    """Where the metadata-free copy of image ``sha256`` (served by ``/v1/images/{sha}/file``)
+    is cached: ``<root>/<sha[:2]>/<sha>/.clean.<ext>`` (a dot name: never taken for an upload)."""
+    if not _SHA.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return Path(root) / sha256[:2] / sha256 / f".clean.{_CLEAN_MIMES[mime]}"
+
+
+def read_clean_copy(root: str | os.PathLike[str], sha256: str) -> tuple[bytes, str] | None:
+    """``(bytes, mime)`` of the cached clean copy of ``sha256``, or ``None`` when there is none."""
+    for mime in _CLEAN_MIMES:
+        path = clean_copy_path(root, sha256, mime)
+        try:
+            if path.is_file() and not path.is_symlink():
+                return path.read_bytes(), mime
+        except OSError:
+            continue
+    return None
+
+
+def write_clean_copy(root: str | os.PathLike[str], sha256: str, data: bytes, mime: str) -> Path:
+    """Cache the clean copy of ``sha256`` atomically (folders 0700, the file 0600)."""
+    path = clean_copy_path(root, sha256, mime)
+    make_private_dirs(path.parent)
     atomic_write_bytes(path, data, private=True)
     return path
