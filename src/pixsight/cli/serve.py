@@ -68,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow browser calls from this origin (repeatable; default none)")
     p.add_argument("--allow-fetch", action="append", default=[], metavar="HOST",
                    help="allow POST /v1/analyze url=... from this host (repeatable; default none)")
+    p.add_argument("--fetch-deadline", type=_positive(float), default=30.0, metavar="S",
+                   help="whole-download limit for --allow-fetch URLs; slower ones get 504 (default 30)")
     p.add_argument("--max-header-kb", type=_positive(int), default=64, metavar="KIB",
                    help="request line + headers cap in KiB; larger heads get 431 (default 64)")
     p.add_argument("--max-request-line-kb", type=_positive(int), default=8, metavar="KIB",
@@ -102,6 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
             rate_limit_per_min=args.rate_limit, rate_limit_burst=args.rate_burst,
             cors_origins=tuple(args.cors_origin), fetch_allow=tuple(args.allow_fetch),
             drain_timeout_s=args.drain_timeout, drift_interval_s=args.drift_interval,
+            fetch_deadline_s=args.fetch_deadline,
             max_header_bytes=args.max_header_kb * 1024, max_request_line_bytes=args.max_request_line_kb * 1024,
             decode_budget_mp=args.decode_budget_mp,
         )

@@ -228,7 +228,8 @@ async def analyze_one(request: Request, principal: Principal = Depends(require("
                                "allowed (pixsight serve --allow-fetch HOST)")
             data = await run_in_threadpool(fetch_url, url, allowed=px.settings.fetch_allow,
                                            max_bytes=px.settings.max_upload_bytes,
-                                           timeout_s=px.settings.fetch_timeout_s)
+                                           timeout_s=px.settings.fetch_timeout_s,
+                                           deadline_s=px.settings.fetch_deadline_s)
             name = printable(unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or url)[:500]
     finally:
         await form.close()

@@ -15,7 +15,10 @@ False
 from __future__ import annotations
 
 import json
-from typing import Iterable
+import socket
+import threading
+import time
+from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -163,42 +166,94 @@ def host_allowed(url: str, allowed: Iterable[str]) -> bool:
 
 
 def fetch_url(url: str, *, allowed: Iterable[str], max_bytes: int, timeout_s: float = 10.0,
-              max_redirects: int = 3, transport: httpx.BaseTransport | None = None) -> bytes:
+              deadline_s: float | None = 30.0, max_redirects: int = 3,
+              transport: httpx.BaseTransport | None = None) -> bytes:
     """Download ``url`` (blocking; call it in a thread) from an allowed host only.
 
     Redirects are followed by hand, and only to allowed hosts; the body is read in chunks
-    and refused past ``max_bytes``. ``transport`` is for tests (``httpx.MockTransport``).
+    and refused past ``max_bytes``. ``timeout_s`` bounds each connect and read;
+    ``deadline_s`` the whole download, redirects included: at the deadline a watchdog shuts
+    the open sockets down, so a host that trickles bytes (or headers) cannot hold the
+    request. ``transport`` is for tests (``httpx.MockTransport``).
 
     Raises:
-        ApiError: 403 host not allowed, 413 too big, 502 unreachable / bad status.
+        ApiError: 403 host not allowed, 413 too big, 502 unreachable / bad status,
+            504 not finished within ``deadline_s``.
     """
     allowed = tuple(allowed)
-    with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False,
-                      transport=transport) as client:
-        for _ in range(max_redirects + 1):
-            if not host_allowed(url, allowed):
-                host = urlsplit(url).hostname if url else None
-                raise ApiError(403, "FetchNotAllowed",
-                               f"fetching from host {host!r} is not allowed (pixsight serve --allow-fetch HOST)")
-            try:
-                with client.stream("GET", url) as response:
-                    if response.is_redirect and response.headers.get("location"):
-                        url = urljoin(url, response.headers["location"])
-                        continue
-                    if response.status_code != 200:
-                        raise ApiError(502, "FetchFailed", f"{urlsplit(url).hostname} answered {response.status_code}")
-                    declared = response.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > max_bytes:
-                        raise ApiError(413, "PayloadTooLarge", f"remote file is over the limit of {max_bytes} bytes")
-                    chunks: list[bytes] = []
-                    total = 0
-                    for chunk in response.iter_bytes():
-                        total += len(chunk)
-                        if total > max_bytes:
+    deadline = None if deadline_s is None else time.monotonic() + deadline_s
+    expired = threading.Event()
+    sockets: list[socket.socket] = []
+    lock = threading.Lock()
+
+    def trace(event: str, info: dict[str, Any]) -> None:  # httpcore: remember each new socket
+        if event == "connection.connect_tcp.complete":
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                with lock:
+                    sockets.append(sock)
+                if expired.is_set():
+                    _shutdown(sock)
+
+    def expire() -> None:
+        expired.set()
+        with lock:
+            for sock in sockets:
+                _shutdown(sock)
+
+    def too_slow() -> ApiError:
+        return ApiError(504, "FetchTimeout", f"fetching from {urlsplit(url).hostname} did not finish "
+                        f"within {deadline_s:g} s")
+
+    watchdog = None if deadline_s is None else threading.Timer(deadline_s, expire)
+    if watchdog is not None:
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False,
+                          transport=transport) as client:
+            for _ in range(max_redirects + 1):
+                if not host_allowed(url, allowed):
+                    host = urlsplit(url).hostname if url else None
+                    raise ApiError(403, "FetchNotAllowed",
+                                   f"fetching from host {host!r} is not allowed (pixsight serve --allow-fetch HOST)")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise too_slow()
+                try:
+                    with client.stream("GET", url, extensions={"trace": trace}) as response:
+                        if response.is_redirect and response.headers.get("location"):
+                            url = urljoin(url, response.headers["location"])
+                            continue
+                        if response.status_code != 200:
+                            raise ApiError(502, "FetchFailed", f"{urlsplit(url).hostname} answered {response.status_code}")
+                        declared = response.headers.get("content-length")
+                        if declared and declared.isdigit() and int(declared) > max_bytes:
                             raise ApiError(413, "PayloadTooLarge", f"remote file is over the limit of {max_bytes} bytes")
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-            except httpx.HTTPError as err:
-                raise ApiError(502, "FetchFailed", f"cannot fetch from {urlsplit(url).hostname}: "
-                               f"{type(err).__name__}") from err
-        raise ApiError(502, "FetchFailed", "too many redirects")
+                        chunks: list[bytes] = []
+                        total = 0
+                        for chunk in response.iter_bytes():
+                            if expired.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                                raise too_slow()
+                            total += len(chunk)
+                            if total > max_bytes:
+                                raise ApiError(413, "PayloadTooLarge", f"remote file is over the limit of {max_bytes} bytes")
+                            chunks.append(chunk)
+                        if expired.is_set():  # the watchdog cut the body short
+                            raise too_slow()
+                        return b"".join(chunks)
+                except httpx.HTTPError as err:
+                    if expired.is_set():
+                        raise too_slow() from err
+                    raise ApiError(502, "FetchFailed", f"cannot fetch from {urlsplit(url).hostname}: "
+                                   f"{type(err).__name__}") from err
+            raise ApiError(502, "FetchFailed", "too many redirects")
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

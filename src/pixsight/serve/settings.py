@@ -90,6 +90,8 @@ class ServeSettings:
                      "decode_wait_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"serve setting {name} must be >= 0, got {getattr(self, name)}")
+        if not self.fetch_deadline_s > 0:
+            raise ConfigError(f"serve setting fetch_deadline_s must be > 0, got {self.fetch_deadline_s}")
         if self.rate_limit_per_min <= 0:
             raise ConfigError(f"serve setting rate_limit_per_min must be > 0, got {self.rate_limit_per_min}")
 
