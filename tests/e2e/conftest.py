@@ -59,3 +59,31 @@ def mixed_folder(tmp_path: Path) -> Path:
     (d / "bomb.png").write_bytes(bomb_png())
     (d / "readme.txt").write_text("not picked up by the folder walk")
     return d
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a real ``pixsight serve`` process."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until the server at ``base`` answers /readyz 200; fail if it exits or times out."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early with {proc.returncode}: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server not ready in time")

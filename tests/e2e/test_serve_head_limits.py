@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .conftest import free_port as _free_port
 from .conftest import run_cli
-from .test_serve_uvicorn import _free_port, _wait_ready
+from .conftest import wait_ready as _wait_ready
 
 pytestmark = pytest.mark.slow
 
